@@ -1,0 +1,1 @@
+"""gptoss-jax: OpenAI gpt-oss models on JAX."""

@@ -1,0 +1,34 @@
+"""gptoss-jax: OpenAI's gpt-oss models on JAX/XLA, sharded over TPUs and GPUs."""
+from setuptools import find_packages, setup
+
+# The GPU machines carry jax 0.11.2, flax 0.12.10 and orbax-checkpoint 0.12.4 preinstalled and cannot download
+# anything: the code must run there unchanged, so these pins are ranges that include those versions.
+CORE = [
+    "jax==0.11.2",
+    "flax>=0.12,<0.13",
+    "orbax-checkpoint>=0.12,<0.13",
+    "optax",
+    "numpy",
+    "ml_dtypes",
+    "absl-py",
+    "safetensors",
+    "tiktoken",
+]
+
+EXTRAS = {
+    "cuda": ["jax[cuda13]==0.11.2"],
+    "tpu": ["jax[tpu]==0.11.2"],
+    "test": ["pytest", "pytest-xdist", "psutil"],
+}
+
+setup(
+    name="gptoss-jax",
+    version="0.1.0",
+    description="Run and evaluate OpenAI's gpt-oss models (MXFP4 MoE) on JAX, sharded over TPUs and GPUs.",
+    python_requires=">=3.12",
+    packages=find_packages(include=["gptoss_jax", "gptoss_jax.*", "evals", "evals.*"]),
+    include_package_data=True,
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["gptoss=gptoss_jax.cli.main:run"]},
+)

@@ -1,0 +1,132 @@
+"""The stable entry point: `gptoss_jax.load(path, mesh=None, dtype="bfloat16")` -> a callable model.
+
+    model = gptoss_jax.load("/ckpt/gpt-oss-20b")          # HF or original layout (auto), or an Orbax folder
+    logits = model(tokens)                               # int32 [batch, seq] -> float32 [batch, seq, vocab]
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+
+from gptoss_jax import params as params_lib
+from gptoss_jax import sharding
+from gptoss_jax.config import ModelConfig
+from gptoss_jax.model.transformer import KVCache, Transformer
+
+DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
+
+
+class InputError(ValueError):
+    """Token ids or arguments a model call cannot take."""
+
+
+def _dtype(dtype) -> jnp.dtype:
+    name = jnp.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if name not in DTYPES:
+        raise InputError(f"compute dtype {dtype!r} is not supported; expected one of {sorted(DTYPES)}")
+    return jnp.dtype(DTYPES[name])
+
+
+def resolve_mesh(mesh) -> Mesh | None:
+    """None (one device), a Mesh, or a 'data,expert,tensor' shape string such as '1,4,2'."""
+    if mesh is None or isinstance(mesh, Mesh):
+        return mesh
+    return sharding.make_mesh(mesh)
+
+
+class GptOss:
+    """A loaded gpt-oss model: config, weights on a mesh, and jitted forward passes."""
+
+    def __init__(self, cfg: ModelConfig, params, *, mesh=None, dtype="bfloat16"):
+        self.cfg = cfg
+        self.params = params
+        self.mesh = resolve_mesh(mesh)
+        self.dtype = _dtype(dtype)
+        self.module = Transformer(cfg, self.dtype, self.mesh)
+        self._apply = jax.jit(self._apply_impl, static_argnames=("kv_len",), donate_argnames=("cache",))
+
+    # ---------------------------------------------------------------------------------------------- internals
+    def _apply_impl(self, params, tokens, positions, cache, logits_index, kv_len=None):
+        return self.module.apply({"params": params}, tokens, positions, cache, kv_len=kv_len,
+                                 logits_index=logits_index)
+
+    @property
+    def data_parallel(self) -> int:
+        return sharding.mesh_axis_size(self.mesh, sharding.LOGICAL_TO_MESH["batch"])
+
+    def batch_sharding(self, ndim: int = 2):
+        if self.mesh is None:
+            return None
+        return NamedSharding(self.mesh, sharding.logical_spec(("batch",) + (None,) * (ndim - 1)))
+
+    def check_tokens(self, tokens) -> np.ndarray:
+        arr = np.asarray(tokens)
+        if arr.ndim != 2:
+            raise InputError(f"token ids must be a [batch, seq] array, got shape {arr.shape}")
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise InputError(f"token ids must be non-empty, got shape {arr.shape}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"token ids must be integers, got {arr.dtype}")
+        bad = (arr < 0) | (arr >= self.cfg.vocab_size)
+        if bad.any():
+            i = tuple(np.argwhere(bad)[0])
+            raise InputError(f"token id {arr[i]} at {list(i)} is outside the vocabulary [0, {self.cfg.vocab_size})")
+        if arr.shape[1] > self.cfg.max_context:
+            raise InputError(f"sequence of {arr.shape[1]} tokens exceeds the model's context of "
+                             f"{self.cfg.max_context}")
+        return arr.astype(np.int32)
+
+    # ------------------------------------------------------------------------------------------------- public
+    def __call__(self, tokens) -> jax.Array:
+        """int32 token ids [batch, seq] -> float32 logits [batch, seq, vocab] (a plain causal forward)."""
+        arr = self.check_tokens(tokens)
+        b = arr.shape[0]
+        pad = -b % self.data_parallel
+        if pad:
+            arr = np.concatenate([arr, np.zeros((pad, arr.shape[1]), np.int32)])
+        toks = jax.device_put(arr, self.batch_sharding())
+        logits, _ = self._apply(self.params, toks, None, None, None)
+        return logits[:b] if pad else logits
+
+    def forward(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,
+                logits_index=None):
+        """The engine's entry: device arrays in, (logits, cache) out; the cache is donated."""
+        return self._apply(self.params, tokens, positions, cache, logits_index, kv_len=kv_len)
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        return KVCache.zeros(self.cfg, batch, max_len, self.dtype, self.mesh)
+
+    def param_bytes(self) -> int:
+        return params_lib.param_bytes(self.cfg)
+
+
+def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True) -> GptOss:
+    """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
+
+    mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
+    dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
+    """
+    from gptoss_jax.checkpoint import layouts, loader, orbax_io
+
+    mesh = resolve_mesh(mesh)
+    dt = _dtype(dtype)
+    if orbax_io.is_orbax(path):
+        cfg, params = orbax_io.restore(path, mesh)
+    else:
+        located = layouts.locate(path)
+        cfg = ModelConfig.from_file(located.config_path)
+        params = loader.load_params(located, cfg, mesh, show_progress=show_progress)
+    return GptOss(cfg, params, mesh=mesh, dtype=dt)
+
+
+def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16") -> GptOss:
+    """A model with random weights drawn directly on the device(s) (benchmarks: no disk, no host copy)."""
+    from gptoss_jax.config import get_config
+
+    cfg = get_config(cfg) if isinstance(cfg, str) else cfg
+    mesh = resolve_mesh(mesh)
+    return GptOss(cfg, params_lib.init_params(cfg, jax.random.key(seed), mesh), mesh=mesh, dtype=dtype)

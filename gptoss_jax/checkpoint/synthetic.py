@@ -1,0 +1,121 @@
+"""Random checkpoints in the exact release layouts, for any config: they stand in for the real weights in tests,
+demos and benchmarks (no machine here can download the real ones).
+
+Values are a deterministic function of (seed, weight, layer), so the same seed written in both layouts is the same
+model. Float weights are drawn on the bf16 grid (what the release stores), MoE weights as random MXFP4 codes with
+scales that give a weight std of about 1/sqrt(fan-in). Tensors are produced one at a time, in row chunks.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+
+import ml_dtypes
+import numpy as np
+
+from gptoss_jax import params as params_lib
+from gptoss_jax.checkpoint import layouts
+from gptoss_jax.checkpoint.safetensors_io import write_safetensors
+from gptoss_jax.config import ModelConfig
+from gptoss_jax.progress import Progress
+
+_CHUNK_ELEMS = 1 << 22
+
+
+def draw(spec: params_lib.ParamSpec, seed: int, path: str, pair: int | None) -> np.ndarray:
+    """The value of one weight of one layer (unstacked spec), deterministic in (seed, path, pair)."""
+    rng = np.random.default_rng([seed, zlib.crc32(path.encode()), 0 if pair is None else pair + 1, 7])
+    kind, arg = spec.init
+    shape = spec.shape
+    if kind == "mxfp4_blocks":
+        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    if kind == "mxfp4_scales":
+        base = params_lib.mxfp4_scale_for_std(arg)
+        return (base + rng.integers(0, 2, size=shape)).astype(np.uint8)
+    out = np.empty(shape, ml_dtypes.bfloat16)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, _CHUNK_ELEMS):
+        n = min(_CHUNK_ELEMS, flat.size - start)
+        x = rng.standard_normal(n, dtype=np.float32) * np.float32(arg)
+        if kind == "ones_noise":
+            x += 1.0
+        elif kind != "normal":
+            raise ValueError(f"unknown init {spec.init}")
+        flat[start:start + n] = x.astype(ml_dtypes.bfloat16)
+    return out.astype(np.dtype(spec.dtype)) if np.dtype(spec.dtype) != out.dtype else out
+
+
+def _producer(cfg: ModelConfig, seed: int, entries: list[layouts.TensorEntry], bar: Progress):
+    specs = params_lib.flat_specs(cfg)
+    by_name = {e.name: e for e in entries}
+
+    def produce(name: str) -> np.ndarray:
+        e = by_name[name]
+        pieces = []
+        for part in e.parts:
+            spec = specs[part.param]
+            if part.pair is not None:
+                spec = spec.unstacked()
+            value = draw(spec, seed, part.param, part.pair)
+            pieces.append(value.reshape(part.row_stop - part.row_start, *e.shape[1:]))
+        arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
+        bar.update(arr.nbytes, name)
+        return arr.astype(np.dtype(_np_dtype(e.dtype)))
+
+    return produce
+
+
+def _np_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+def write_checkpoint(path: str, cfg: ModelConfig, layout: str = layouts.HF, *, seed: int = 0,
+                     max_shard_bytes: int = 2 << 30, show_progress: bool = False) -> str:
+    """Write a random checkpoint of `cfg` in `layout` ('original' or 'hf') into folder `path`; returns `path`.
+
+    original: config.json (reference field names) + model.safetensors.
+    hf: config.json (HF field names, quantization_config mxfp4) + model-0000i-of-0000N.safetensors shards +
+        model.safetensors.index.json, shards cut at `max_shard_bytes`.
+    """
+    os.makedirs(path, exist_ok=True)
+    entries = layouts.entries(cfg, layout)
+    total = sum(math.prod(e.shape) * _np_dtype(e.dtype).itemsize for e in entries)
+    bar = Progress(total, f"writing synthetic {layout} checkpoint", unit="B", enabled=show_progress)
+    produce = _producer(cfg, seed, entries, bar)
+    meta = {"format": "pt", "gptoss_jax_synthetic_seed": str(seed)}
+    decl = lambda es: [(e.name, e.shape, _np_dtype(e.dtype)) for e in es]
+    if layout == layouts.ORIGINAL:
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(cfg.to_original_json(), f, indent=2)
+        write_safetensors(os.path.join(path, "model.safetensors"), decl(entries), produce, meta)
+    else:
+        with open(os.path.join(path, "config.json"), "w") as f:
+            json.dump(cfg.to_hf_json(), f, indent=2)
+        shards: list[list[layouts.TensorEntry]] = [[]]
+        size = 0
+        for e in entries:
+            nbytes = math.prod(e.shape) * _np_dtype(e.dtype).itemsize
+            if shards[-1] and size + nbytes > max_shard_bytes:
+                shards.append([])
+                size = 0
+            shards[-1].append(e)
+            size += nbytes
+        weight_map = {}
+        for i, group in enumerate(shards):
+            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
+            write_safetensors(os.path.join(path, fname), decl(group), produce, meta)
+            weight_map.update({e.name: fname for e in group})
+        with open(os.path.join(path, layouts.HF_INDEX), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    bar.close()
+    return path
+
+
+def write_release(path: str, cfg: ModelConfig, *, seed: int = 0, max_shard_bytes: int = 2 << 30,
+                  show_progress: bool = False) -> str:
+    """Both layouts of one random model, arranged as the release repository is: HF at the top, original/ below."""
+    write_checkpoint(path, cfg, layouts.HF, seed=seed, max_shard_bytes=max_shard_bytes, show_progress=show_progress)
+    write_checkpoint(os.path.join(path, "original"), cfg, layouts.ORIGINAL, seed=seed, show_progress=show_progress)
+    return path

@@ -1,0 +1,59 @@
+"""Ragged-group bookkeeping shared by the reference expert matmul and the Pallas kernels.
+
+Rows sorted by group are cut into tiles of `tm` rows; a "visit" is one (tile, group) pair with at least one row of
+that group in that tile. Visits come in row order, so a kernel can accumulate each output tile in place; their
+number is at most num_tiles + min(rows, groups) - 1, a static bound.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+def row_tile(m: int, cap: int = 128) -> int:
+    """Row-tile size: all rows in one tile when they are few (decode), `cap` rows otherwise."""
+    if m <= cap:
+        return max(8, -(-m // 8) * 8)
+    return cap
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class VisitSchedule:
+    tile: jax.Array    # [V] int32 row tile of each visit
+    group: jax.Array   # [V] int32 group (expert) of each visit
+    valid: jax.Array   # [V] bool  False for the padding visits at the end
+    starts: jax.Array  # [G] int32 first row of each group
+    ends: jax.Array    # [G] int32 one past its last row
+
+
+def max_visits(num_tiles: int, num_rows: int, num_groups: int) -> int:
+    return num_tiles + min(num_rows, num_groups) - 1
+
+
+def visit_schedule(group_sizes: jax.Array, num_tiles: int, tm: int) -> VisitSchedule:
+    group_sizes = group_sizes.astype(jnp.int32)
+    g_count = group_sizes.shape[0]
+    ends = jnp.cumsum(group_sizes)
+    starts = ends - group_sizes
+    nonempty = group_sizes > 0
+    first = starts // tm
+    last = jnp.maximum(ends - 1, 0) // tm
+    n_vis = jnp.where(nonempty, last - first + 1, 0)
+    vis_end = jnp.cumsum(n_vis)
+    vis_start = vis_end - n_vis
+    total = vis_end[-1]
+    v_max = max_visits(num_tiles, num_tiles * tm, g_count)
+    v = jnp.arange(v_max, dtype=jnp.int32)
+    g = jnp.clip(jnp.searchsorted(vis_end, v, side="right"), 0, g_count - 1).astype(jnp.int32)
+    tile = first[g] + (v - vis_start[g])
+    valid = v < total
+    # padding visits repeat the last real one (harmless: they are skipped, and they keep tiles monotone)
+    last_v = jnp.maximum(total - 1, 0)
+    g_last = jnp.clip(jnp.searchsorted(vis_end, last_v, side="right"), 0, g_count - 1)
+    tile_last = first[g_last] + (last_v - vis_start[g_last])
+    g = jnp.where(valid, g, g_last).astype(jnp.int32)
+    tile = jnp.clip(jnp.where(valid, tile, tile_last), 0, num_tiles - 1).astype(jnp.int32)
+    return VisitSchedule(tile=tile, group=g, valid=valid, starts=starts, ends=ends)

@@ -1,0 +1,93 @@
+"""Mixture of experts: router (top-k logits, softmax over those k), MXFP4 experts with the clamped, interleaved
+SwiGLU, weighted sum. Expert-parallel: every device holds only its experts and computes their share for the tokens
+of its data replica; one psum over the expert axes combines the shares.
+"""
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from gptoss_jax import kernels, sharding
+from gptoss_jax.config import ModelConfig
+from gptoss_jax.model.common import param_from_spec, rms_norm
+
+
+def swiglu(h: jax.Array, alpha: float, limit: float) -> jax.Array:
+    """h [..., 2I] with glu and linear halves INTERLEAVED (even, odd columns) -> [..., I]."""
+    glu, lin = h[..., 0::2], h[..., 1::2]
+    glu = jnp.minimum(glu, limit)
+    lin = jnp.clip(lin, -limit, limit)
+    return glu * jax.nn.sigmoid(alpha * glu) * (lin + 1.0)
+
+
+def route(h: jax.Array, gate_w: jax.Array, gate_b: jax.Array, k: int, precision=None):
+    """Router: logits [N, E] -> (expert ids [N, k] sorted by logit, softmax weights [N, k] f32)."""
+    logits = jnp.einsum("nh,eh->ne", h, gate_w.astype(h.dtype), preferred_element_type=jnp.float32,
+                        precision=precision) + gate_b.astype(jnp.float32)
+    top_v, top_i = lax.top_k(logits, k)
+    return top_i.astype(jnp.int32), jax.nn.softmax(top_v, axis=-1)
+
+
+def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype):
+    """The share of the experts held here, [expert_offset, expert_offset + E_local), for tokens h [N, H].
+
+    Assignments to other experts contribute zero. Returns [N, H] float32.
+    """
+    n, k = top_i.shape
+    e_loc = b1.shape[0]
+    local = top_i - expert_offset
+    mine = (local >= 0) & (local < e_loc)
+    row_expert = jnp.where(mine, local, e_loc).reshape(-1)           # [N*k], e_loc = not here
+    order = jnp.argsort(row_expert, stable=True)
+    sorted_expert = row_expert[order]
+    group_sizes = jnp.bincount(row_expert, length=e_loc + 1)[:e_loc].astype(jnp.int32)
+    x_rows = h[order // k]                                             # [M, H], rows grouped by expert
+    e_row = jnp.minimum(sorted_expert, e_loc - 1)
+
+    a = kernels.expert_matmul(x_rows, w1, group_sizes) + b1[e_row].astype(jnp.float32)
+    a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
+    y = kernels.expert_matmul(a, w2, group_sizes) + b2[e_row].astype(jnp.float32)
+    y = jnp.where((sorted_expert < e_loc)[:, None], y, 0.0)
+    y = y[jnp.argsort(order)].reshape(n, k, -1)                       # back to (token, choice) order
+    return jnp.einsum("nkh,nk->nh", y, top_w, precision=lax.Precision.HIGHEST)
+
+
+class MoE(nn.Module):
+    cfg: ModelConfig
+    dtype: jnp.dtype = jnp.bfloat16
+    mesh: object = None
+
+    @nn.compact
+    def __call__(self, x):
+        """x [B,T,H] residual stream -> MoE output [B,T,H] float32."""
+        cfg, dt, mesh = self.cfg, self.dtype, self.mesh
+        p = lambda name: param_from_spec(self, name, ("mlp", name))
+        precision = lax.Precision.HIGHEST if dt == jnp.float32 else None
+        b, t, hid = x.shape
+        h = rms_norm(x, p("norm"), cfg.rms_norm_eps).astype(dt)
+        top_i, top_w = route(h.reshape(b * t, hid), p("gate_w"), p("gate_b"), cfg.experts_per_token, precision)
+        top_i, top_w = top_i.reshape(b, t, -1), top_w.reshape(b, t, -1)
+        weights = (p("mlp1_w"), p("mlp1_b"), p("mlp2_w"), p("mlp2_b"))
+
+        def shard(h, top_i, top_w, w1, b1, w2, b2):
+            bl = h.shape[0]
+            if mesh is None:
+                offset = 0
+            else:
+                offset = lax.axis_index(sharding.EXPERT_AXES) * b1.shape[0]
+            y = experts_local(cfg, h.reshape(bl * t, hid), top_i.reshape(bl * t, -1), top_w.reshape(bl * t, -1),
+                              w1, b1, w2, b2, offset, dt)
+            if mesh is not None:
+                y = lax.psum(y, sharding.EXPERT_AXES)
+            return y.reshape(bl, t, hid)
+
+        if mesh is None:
+            return shard(h, top_i, top_w, *weights)
+        tok = P(sharding.LOGICAL_TO_MESH["batch"])
+        exp = P(sharding.EXPERT_AXES)
+        w_specs = jax.tree.map(lambda _: exp, weights)
+        return jax.shard_map(shard, mesh=mesh, in_specs=(tok, tok, tok, *w_specs), out_specs=tok,
+                             check_vma=False)(h, top_i, top_w, *weights)

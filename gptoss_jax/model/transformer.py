@@ -1,0 +1,137 @@
+"""The gpt-oss network: embedding, (sliding, full) layer pairs scanned, final RMSNorm, untied unembedding.
+
+Layers alternate between a 128-token sliding window (even index) and full attention (odd index); scanning over
+PAIRS keeps one compiled body whatever the depth, and lets the two kinds keep differently shaped KV caches.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from gptoss_jax import params as params_lib
+from gptoss_jax import sharding
+from gptoss_jax.config import ModelConfig
+from gptoss_jax.model.attention import Attention
+from gptoss_jax.model.common import rms_norm
+from gptoss_jax.model.moe import MoE
+
+CACHE_AXES = ("layers", "batch", "cache_seq", "kv_heads", "head_dim")
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class KVCache:
+    """Keys and values of every layer: ring buffers [P, B, W, Nkv, D] for the sliding layers, [P, B, S, Nkv, D]
+    for the full layers (slot = absolute position). Positions live with the caller (the engine's slot lengths)."""
+    sliding_k: jax.Array
+    sliding_v: jax.Array
+    full_k: jax.Array
+    full_v: jax.Array
+
+    @staticmethod
+    def shapes(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.bfloat16) -> "KVCache":
+        ring = (cfg.num_pairs, batch, cfg.sliding_window, cfg.num_kv_heads, cfg.head_dim)
+        full = (cfg.num_pairs, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        s = lambda shape: jax.ShapeDtypeStruct(shape, jnp.dtype(dtype))
+        return KVCache(s(ring), s(ring), s(full), s(full))
+
+    @staticmethod
+    def zeros(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.bfloat16, mesh=None) -> "KVCache":
+        shapes = KVCache.shapes(cfg, batch, max_len, dtype)
+        sh = sharding.named(mesh, CACHE_AXES)
+        make = lambda s: jnp.zeros(s.shape, s.dtype, device=sh)
+        return jax.tree.map(make, shapes)
+
+    @staticmethod
+    def bytes_per_token(cfg: ModelConfig, dtype=jnp.bfloat16) -> int:
+        """Bytes one more token of context costs (full layers only; the rings are a fixed cost)."""
+        return 2 * cfg.num_pairs * cfg.num_kv_heads * cfg.head_dim * jnp.dtype(dtype).itemsize
+
+    @staticmethod
+    def nbytes(cfg: ModelConfig, batch: int, max_len: int, dtype=jnp.bfloat16) -> int:
+        return sum(s.size * s.dtype.itemsize for s in jax.tree.leaves(KVCache.shapes(cfg, batch, max_len, dtype)))
+
+
+class Block(nn.Module):
+    cfg: ModelConfig
+    sliding: bool
+    dtype: jnp.dtype = jnp.bfloat16
+    mesh: object = None
+
+    @nn.compact
+    def __call__(self, x, positions, cache=None, kv_len=None):
+        a, new_cache = Attention(self.cfg, self.sliding, self.dtype, self.mesh, name="attn")(
+            x, positions, cache, kv_len)
+        x = x + a
+        x = x + MoE(self.cfg, self.dtype, self.mesh, name="mlp")(x)
+        return sharding.constrain(x, self.mesh, ("batch", "seq", "embed")), new_cache
+
+
+class PairBlock(nn.Module):
+    """Layers 2i (sliding window) and 2i+1 (full attention); the scan body."""
+    cfg: ModelConfig
+    dtype: jnp.dtype = jnp.bfloat16
+    mesh: object = None
+    kv_len: int | None = None
+
+    @nn.compact
+    def __call__(self, carry, _):
+        x, positions, cache, i = carry
+        kw = dict(cfg=self.cfg, dtype=self.dtype, mesh=self.mesh)
+        if cache is None:
+            x, _ = Block(sliding=True, name="sliding", **kw)(x, positions)
+            x, _ = Block(sliding=False, name="full", **kw)(x, positions)
+        else:
+            x, (sk, sv) = Block(sliding=True, name="sliding", **kw)(
+                x, positions, (cache.sliding_k, cache.sliding_v, i))
+            x, (fk, fv) = Block(sliding=False, name="full", **kw)(
+                x, positions, (cache.full_k, cache.full_v, i), self.kv_len)
+            cache = KVCache(sk, sv, fk, fv)
+        return (x, positions, cache, i + 1), None
+
+
+class Transformer(nn.Module):
+    cfg: ModelConfig
+    dtype: jnp.dtype = jnp.bfloat16
+    mesh: object = None
+
+    @nn.compact
+    def __call__(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,
+                 logits_index=None):
+        """tokens [B,T] int32; positions [B,T] (default 0..T-1; -1 marks padding); cache from KVCache.zeros.
+
+        logits_index [B] (optional): return only the logits at that position of each row, [B, V].
+        Returns (float32 logits [B,T,V] or [B,V], updated cache or None).
+        """
+        cfg, mesh = self.cfg, self.mesh
+        b, t = tokens.shape
+        if positions is None:
+            positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32)[None], (b, t))
+        embed = self.param("embed", _spec_init(cfg, "embed"))
+        x = jnp.take(embed, tokens, axis=0).astype(jnp.float32)
+        x = sharding.constrain(x, mesh, ("batch", "seq", "embed"))
+
+        scan = nn.scan(PairBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_pairs)
+        carry = (x, positions.astype(jnp.int32), cache, jnp.int32(0))
+        (x, _, cache, _), _ = scan(cfg, self.dtype, mesh, kv_len, name="layers")(carry, None)
+
+        if logits_index is not None:
+            x = x[jnp.arange(b), logits_index][:, None]
+        x = rms_norm(x, self.param("final_norm", _spec_init(cfg, "final_norm")), cfg.rms_norm_eps)
+        unembed = self.param("unembed", _spec_init(cfg, "unembed"))
+        precision = lax.Precision.HIGHEST if self.dtype == jnp.float32 else None
+        logits = jnp.einsum("bth,vh->btv", x.astype(self.dtype), unembed.astype(self.dtype),
+                            preferred_element_type=jnp.float32, precision=precision)
+        logits = sharding.constrain(logits, mesh, ("batch", "seq", "vocab"))
+        if logits_index is not None:
+            logits = logits[:, 0]
+        return logits, cache
+
+
+def _spec_init(cfg: ModelConfig, name: str):
+    spec = params_lib.model_specs(cfg)[name]
+    return lambda key: params_lib.draw_on_device(key, spec)

@@ -29,7 +29,7 @@ class Progress:
     def update(self, n: float = 1, note: str = "") -> None:
         self.done += n
         now = time.monotonic()
-        if self.enabled and (now - self._last >= self.min_interval or self.done >= self.total):
+        if self.enabled and now - self._last >= self.min_interval:
             self._last = now
             elapsed = now - self.t0
             rate = self.done / elapsed if elapsed > 0 else 0.0
@@ -42,6 +42,7 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
+            self._last = 0.0  # force the final line
             self.update(0)
             self.stream.write("\n")
             self.stream.flush()

@@ -61,8 +61,9 @@ def _producer(cfg: ModelConfig, seed: int, entries: list[layouts.TensorEntry], b
             value = draw(spec, seed, part.param, part.pair)
             pieces.append(value.reshape(part.row_stop - part.row_start, *e.shape[1:]))
         arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
+        arr = arr.astype(_np_dtype(e.dtype))
         bar.update(arr.nbytes, name)
-        return arr.astype(np.dtype(_np_dtype(e.dtype)))
+        return arr
 
     return produce
 

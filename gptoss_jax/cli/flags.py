@@ -1,0 +1,48 @@
+"""Flags every model-running subcommand shares, and the one way they turn into a loaded model."""
+from __future__ import annotations
+
+import logging
+import os
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("checkpoint", None, "Checkpoint folder: HF or original release layout (auto-detected), or an "
+                    "Orbax folder from `gptoss convert`. Without it, --model picks a synthetic model.")
+flags.DEFINE_string("model", "demo", "Without --checkpoint: a config preset (gpt-oss-20b, gpt-oss-120b, tiny, demo, "
+                    "...) whose random synthetic checkpoint is written once to --synthetic_dir and loaded.")
+flags.DEFINE_integer("seed", 0, "Seed of the synthetic checkpoint (and of sampling unless a request sets one).")
+flags.DEFINE_string("synthetic_dir", os.path.join(os.path.expanduser("~"), ".cache", "gptoss_jax", "synthetic"),
+                    "Where synthetic checkpoints are written.")
+flags.DEFINE_string("mesh", None, "Mesh shape 'data,expert,tensor' over all devices, e.g. '1,8,1'; default: one "
+                    "device.")
+flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
+flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul implementation: auto, reference, or a kernel name.")
+flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
+
+
+def synthetic_checkpoint(preset: str, seed: int, root: str, *, show_progress: bool = True) -> str:
+    """Path of the synthetic release-style checkpoint for (preset, seed), written on first use."""
+    from gptoss_jax.checkpoint import synthetic
+    from gptoss_jax.config import get_config
+
+    cfg = get_config(preset)
+    path = os.path.join(root, f"{cfg.name}-seed{seed}")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        logging.info("writing synthetic %s checkpoint to %s", cfg.name, path)
+        tmp = path + ".partial"
+        synthetic.write_checkpoint(tmp, cfg, seed=seed, show_progress=show_progress)
+        os.replace(tmp, path)
+    return path
+
+
+def load_model():
+    """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel)."""
+    import gptoss_jax
+    from gptoss_jax import kernels
+
+    kernels.set_impl(FLAGS.moe_impl)
+    path = FLAGS.checkpoint or synthetic_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
+                                                    show_progress=FLAGS.progress)
+    return gptoss_jax.load(path, mesh=FLAGS.mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress)

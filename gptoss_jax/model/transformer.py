@@ -80,18 +80,43 @@ class PairBlock(nn.Module):
 
     @nn.compact
     def __call__(self, carry, _):
-        x, positions, cache, i = carry
+        x, positions, cache, i, rows = carry
         kw = dict(cfg=self.cfg, dtype=self.dtype, mesh=self.mesh)
         if cache is None:
             x, _ = Block(sliding=True, name="sliding", **kw)(x, positions)
             x, _ = Block(sliding=False, name="full", **kw)(x, positions)
-        else:
+        elif rows is None:
             x, (sk, sv) = Block(sliding=True, name="sliding", **kw)(
                 x, positions, (cache.sliding_k, cache.sliding_v, i))
             x, (fk, fv) = Block(sliding=False, name="full", **kw)(
                 x, positions, (cache.full_k, cache.full_v, i), self.kv_len)
             cache = KVCache(sk, sv, fk, fv)
-        return (x, positions, cache, i + 1), None
+        else:
+            # The batch is a few rows of a bigger cache (the engine prefilling some slots): this layer's rows are
+            # gathered (keys up to kv_len only), updated, and only the new entries are written back, so neither
+            # the other slots nor a whole slot's cache are ever copied.
+            span = cache.full_k.shape[2] if self.kv_len is None else self.kv_len
+            sub = lambda a, n: a.at[i, rows, :n].get(mode="fill", fill_value=0)[None]
+            x, (sk, sv) = Block(sliding=True, name="sliding", **kw)(
+                x, positions, (sub(cache.sliding_k, cache.sliding_k.shape[2]),
+                               sub(cache.sliding_v, cache.sliding_v.shape[2]), 0))
+            x, (fk, fv) = Block(sliding=False, name="full", **kw)(
+                x, positions, (sub(cache.full_k, span), sub(cache.full_v, span), 0))
+            ring = lambda a, new: a.at[i, rows].set(new[0], mode="drop")
+            cache = KVCache(ring(cache.sliding_k, sk), ring(cache.sliding_v, sv),
+                            _put_new_entries(cache.full_k, i, rows, positions, fk[0]),
+                            _put_new_entries(cache.full_v, i, rows, positions, fv[0]))
+        return (x, positions, cache, i + 1, rows), None
+
+
+def _put_new_entries(full, layer, rows, positions, sub):
+    """full [P,B,S,...] at (layer, rows[b], positions[b,t]) <- sub [Bp,span,...] at (b, positions[b,t]).
+
+    Padding (position -1) and rows past the cache (row index >= B) write nothing."""
+    b_idx = jnp.arange(sub.shape[0])[:, None]
+    new = sub[b_idx, jnp.maximum(positions, 0)]
+    slot = jnp.where(positions >= 0, positions, full.shape[2])
+    return full.at[layer, rows[:, None], slot].set(new.astype(full.dtype), mode="drop")
 
 
 class Transformer(nn.Module):
@@ -101,10 +126,12 @@ class Transformer(nn.Module):
 
     @nn.compact
     def __call__(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,
-                 logits_index=None):
+                 logits_index=None, cache_rows=None):
         """tokens [B,T] int32; positions [B,T] (default 0..T-1; -1 marks padding); cache from KVCache.zeros.
 
         logits_index [B] (optional): return only the logits at that position of each row, [B, V].
+        cache_rows [B] int32 (optional): row b of the batch is row cache_rows[b] of a cache with any number of rows
+        (the engine prefilling a few of its slots); an index past the cache's rows marks a padding row.
         Returns (float32 logits [B,T,V] or [B,V], updated cache or None).
         """
         cfg, mesh = self.cfg, self.mesh
@@ -116,8 +143,9 @@ class Transformer(nn.Module):
         x = sharding.constrain(x, mesh, ("batch", "seq", "embed"))
 
         scan = nn.scan(PairBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_pairs)
-        carry = (x, positions.astype(jnp.int32), cache, jnp.int32(0))
-        (x, _, cache, _), _ = scan(cfg, self.dtype, mesh, kv_len, name="layers")(carry, None)
+        rows = None if cache_rows is None else jnp.asarray(cache_rows, jnp.int32)
+        carry = (x, positions.astype(jnp.int32), cache, jnp.int32(0), rows)
+        (x, _, cache, _, _), _ = scan(cfg, self.dtype, mesh, kv_len, name="layers")(carry, None)
 
         if logits_index is not None:
             x = x[jnp.arange(b), logits_index][:, None]

@@ -27,8 +27,9 @@ import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
 from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
@@ -36,6 +37,7 @@ from gptoss_jax.engine.buckets import Buckets
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
+from gptoss_jax.model.transformer import KVCache
 from gptoss_jax.progress import Progress
 
 NO_LIMIT = 2 ** 30
@@ -119,9 +121,13 @@ class Engine:
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
         self.steps = steps_for(cfg, model.dtype, model.mesh, max_top_logprobs, max_len)
-        self._replicated = None if model.mesh is None else NamedSharding(model.mesh, P())
-        self.cache = model.new_cache(num_slots, max_len)
-        self.state = SlotState.zeros(num_slots, cfg.vocab_size, max_stop_token_ids, self._replicated)
+        # everything the steps take lives committed where the weights are, so the first call compiles the same
+        # program as every later one (whose inputs are earlier outputs)
+        if model.mesh is None:
+            self._state_sharding = SingleDeviceSharding(next(iter(jax.tree.leaves(model.params)[0].devices())))
+        else:
+            self._state_sharding = NamedSharding(model.mesh, P())
+        self.cache, self.state = self._allocate()
         self.slots: list[_Live | None] = [None] * num_slots
         self.waiting: collections.deque[_Live] = collections.deque()
         self.results: dict[str, Result] = {}
@@ -215,6 +221,16 @@ class Engine:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _allocate(self) -> tuple[KVCache, SlotState]:
+        if self.model.mesh is None:
+            shapes = KVCache.shapes(self.cfg, self.num_slots, self.max_len, self.model.dtype)
+            cache = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype, device=self._state_sharding), shapes)
+        else:
+            cache = self.model.new_cache(self.num_slots, self.max_len)
+        state = SlotState.zeros(self.num_slots, self.cfg.vocab_size, self.limits.max_stop_token_ids,
+                                self._state_sharding)
+        return cache, state
 
     # ================================================================================================ admission
     def _in_flight(self) -> Iterable[_Live]:
@@ -516,6 +532,4 @@ class Engine:
         if lost:
             for s in [x for x in self.slots if x is not None]:
                 self._finish(s, "error", error=msg + " (the KV cache was lost with it)")
-            self.cache = self.model.new_cache(self.num_slots, self.max_len)
-            self.state = SlotState.zeros(self.num_slots, self.cfg.vocab_size, self.limits.max_stop_token_ids,
-                                         self._replicated)
+            self.cache, self.state = self._allocate()

@@ -38,6 +38,10 @@ class SlotState:
 
     @staticmethod
     def zeros(batch: int, vocab: int, max_stop: int, sharding=None) -> "SlotState":
+        return jax.device_put(SlotState.host_zeros(batch, vocab, max_stop), sharding)
+
+    @staticmethod
+    def host_zeros(batch: int, vocab: int, max_stop: int) -> "SlotState":
         f = lambda shape, dt: np.zeros(shape, dt)
         st = SlotState(
             temperature=f((batch,), np.float32), top_p=np.ones((batch,), np.float32), top_k=f((batch,), np.int32),
@@ -47,11 +51,11 @@ class SlotState:
             counts=f((batch, vocab), np.int32), seen=f((batch, vocab), np.bool_), bias=f((batch, vocab), np.float32),
             last_tok=f((batch,), np.int32), length=f((batch,), np.int32), n_gen=f((batch,), np.int32),
             active=f((batch,), np.bool_))
-        return jax.device_put(st, sharding)
+        return st
 
     @staticmethod
     def nbytes_per_slot(vocab: int, max_stop: int) -> int:
-        return vocab * (4 + 1 + 4) + 4 * max_stop + 4 * 12
+        return sum(a.nbytes for a in jax.tree.leaves(SlotState.host_zeros(1, vocab, max_stop)))
 
     def rows(self, idx: jax.Array) -> "SlotState":
         """The rows idx [N] (indices past the end give zeros: padding rows)."""

@@ -1,0 +1,85 @@
+"""gptoss generate: sample continuations of a prompt (token ids, or text with the harmony tokenizer) with the
+engine. One sample streams to stdout as it is generated; --json prints ids, logprobs, finish reasons and timings.
+
+    gptoss generate --model=demo --prompt_ids=24912,2375 --temperature=0 --max_tokens=16 --json
+    gptoss generate --checkpoint=/ckpt/gpt-oss-20b --prompt="The capital of France is" --num_samples=4
+"""
+import dataclasses
+import json
+import sys
+import time
+
+from absl import app, flags
+
+from gptoss_jax.cli import flags as common
+from gptoss_jax.engine import COUNTER, Request, RequestError, Result
+from gptoss_jax.engine import flags as eflags
+from gptoss_jax.engine.requests import validate
+
+flags.DEFINE_integer("num_samples", 1, "Independent samples of the prompt, decoded together (with --sampling_seed, "
+                     "sample i uses seed + i).")
+FLAGS = flags.FLAGS
+
+
+def _print_stream(engine, req, enc) -> Result:
+    shown, ids, rid = "", [], None
+    for ev in engine.stream(req):
+        rid = ev.request_id
+        if ev.token_id < 0:
+            continue
+        ids.append(ev.token_id)
+        if enc is None:
+            sys.stdout.write(("" if len(ids) == 1 else ",") + str(ev.token_id))
+        else:
+            text = enc.decode(ids)
+            if not text.endswith("\ufffd"):  # hold back a partial UTF-8 character
+                sys.stdout.write(text[len(shown):])
+                shown = text
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return engine.result(rid)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    if FLAGS.num_samples < 1:
+        raise app.UsageError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
+    enc = eflags.try_tokenizer()
+    prompt = eflags.prompt_from_flags(enc)
+    cache_dir = eflags.setup_compilation_cache()
+    model = common.load_model()
+    engine = eflags.build_engine(model, num_slots=min(8, FLAGS.num_samples),
+                                 detokenize=enc.decode if enc is not None else None)
+    base = eflags.sampling_params(model.cfg.vocab_size)
+    reqs = [Request(prompt, base if base.seed is None else dataclasses.replace(base, seed=base.seed + i))
+            for i in range(FLAGS.num_samples)]
+    t0 = time.perf_counter()
+    try:
+        for r in reqs:  # refuse bad values before running anything
+            validate(r, engine.limits)
+        if FLAGS.num_samples == 1 and not FLAGS.json:
+            results = [_print_stream(engine, reqs[0], enc)]
+        else:
+            results = engine.generate(reqs, progress=FLAGS.progress and FLAGS.num_samples > 1)
+    except RequestError as e:
+        raise eflags.request_error(e) from None
+    wall = time.perf_counter() - t0
+    n_tok = sum(r.completion_tokens for r in results)
+    if FLAGS.json:
+        out = {"model": model.cfg.name, "prompt_ids": prompt,
+               "samples": [dataclasses.asdict(r) for r in results],
+               "compilation": {**COUNTER.snapshot(), "cache_dir": cache_dir, "steps": engine.compilations()}}
+        print(json.dumps(out))
+    elif FLAGS.num_samples > 1:
+        for i, r in enumerate(results):
+            body = r.text if r.text is not None else ",".join(map(str, r.token_ids))
+            print(f"--- sample {i} (seed {r.seed}, {r.finish_reason})\n{body}")
+    for r in results:
+        if r.finish_reason == "error":
+            print(f"gptoss generate: request {r.id} failed: {r.error}", file=sys.stderr)
+    print(f"[{n_tok} tokens in {wall:.2f}s = {n_tok / max(wall, 1e-9):.1f} tokens/s; first token after "
+          f"{min(r.timings.get('ttft_s', 0) for r in results):.2f}s; finish: "
+          f"{','.join(r.finish_reason for r in results)}]", file=sys.stderr)
+    if any(r.finish_reason == "error" for r in results):
+        sys.exit(1)

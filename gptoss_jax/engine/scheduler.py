@@ -27,7 +27,6 @@ import time
 from typing import Callable, Iterable, Iterator, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 
@@ -223,14 +222,8 @@ class Engine:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _allocate(self) -> tuple[KVCache, SlotState]:
-        if self.model.mesh is None:
-            shapes = KVCache.shapes(self.cfg, self.num_slots, self.max_len, self.model.dtype)
-            cache = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype, device=self._state_sharding), shapes)
-        else:
-            cache = self.model.new_cache(self.num_slots, self.max_len)
-        state = SlotState.zeros(self.num_slots, self.cfg.vocab_size, self.limits.max_stop_token_ids,
-                                self._state_sharding)
-        return cache, state
+        device = self._state_sharding if self.model.mesh is None else None
+        return self.steps.allocate(self.num_slots, self.max_len, self.limits.max_stop_token_ids, device)
 
     # ================================================================================================ admission
     def _in_flight(self) -> Iterable[_Live]:

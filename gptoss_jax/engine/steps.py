@@ -1,6 +1,8 @@
 """The engine's jitted device steps. Static shapes only (buckets.py); the KV cache and the slot state are donated
 into every step that changes them, so they are updated in place and memory never holds two copies.
 
+  allocate       a zero cache and slot state, made by a compiled program like every step's outputs (same
+                 shardings), so the first call of a step compiles the same program as all later ones
   admit          reset one slot's row of the SlotState for a new request
   prefill        one chunk for a few slots: forward over their cache rows only (Transformer cache_rows), mark the
                  prompt tokens seen, sample the first token where the chunk ends the prompt; optionally the
@@ -58,6 +60,18 @@ class Steps:
     def _outs(self, tok, lp, top_id, top_lp, ok, want):
         return {"token": jnp.where(want, tok, -1), "logprob": lp, "top_ids": top_id, "top_logprobs": top_lp,
                 "ok": ok | ~want}
+
+    def allocate(self, num_slots: int, max_len: int, max_stop: int, device=None) -> tuple[KVCache, SlotState]:
+        """device: the single device of a mesh-less model (outputs committed there)."""
+        shapes = KVCache.shapes(self.cfg, num_slots, max_len, self.module.dtype)
+        fills = SlotState.host_zeros(1, self.cfg.vocab_size, max_stop)   # each field's fill value
+
+        def zeros():
+            cache = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shapes)
+            state = jax.tree.map(lambda a: jnp.full((num_slots,) + a.shape[1:], a.reshape(-1)[0], a.dtype), fills)
+            return self._pin(cache, state)
+
+        return jax.jit(zeros, out_shardings=device)()
 
     # ------------------------------------------------------------------------------------------------- steps
     def _admit(self, state, slot, values, bias_row):

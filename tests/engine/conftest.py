@@ -15,10 +15,15 @@ ENGINE_KW = dict(num_slots=4, max_len=MAX_LEN, prefill_chunk=16, min_prefill_chu
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory):
+def tiny_checkpoint(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("engine_ckpt") / "tiny")
     synthetic.write_checkpoint(path, CFG, seed=7)
-    return gptoss_jax.load(path, dtype="float32", show_progress=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_checkpoint):
+    return gptoss_jax.load(tiny_checkpoint, dtype="float32", show_progress=False)
 
 
 @pytest.fixture

@@ -135,3 +135,26 @@ def test_score_validates_and_matches_generation_logprobs(engine):
         score(engine, [p], [[]])
     with pytest.raises(RequestError, match="prompt"):
         score(engine, [p, p], [c, [V]])
+
+
+def test_a_failing_device_call_fails_its_requests_and_the_engine_goes_on(engine, monkeypatch):
+    import jax
+
+    p = prompt(72, 6)
+    [ref] = engine.generate([Request(p, SamplingParams(temperature=0.0, max_tokens=6))])
+    real = engine.steps.decode_loop
+
+    def broken(params, cache, state, *a, **kw):
+        jax.tree.map(lambda x: x.delete(), cache)          # as if the donated buffers were consumed
+        raise RuntimeError("device fell over")
+
+    waiting = Request(prompt(73, 5), SamplingParams(temperature=0.0, max_tokens=4))
+    first = engine.submit(Request(p, SamplingParams(temperature=0.0, max_tokens=6)))
+    monkeypatch.setattr(engine.steps, "decode_loop", broken)
+    engine.step()                                          # prefill works, the decode call fails
+    monkeypatch.setattr(engine.steps, "decode_loop", real)
+    r = engine.result(first)
+    assert r.finish_reason == "error" and "device fell over" in r.error
+    assert not engine.has_work() and not any(a.is_deleted() for a in jax.tree.leaves(engine.cache))
+    [again, other] = engine.generate([Request(p, SamplingParams(temperature=0.0, max_tokens=6)), waiting])
+    assert again.token_ids == ref.token_ids and other.finish_reason == "length"

@@ -31,9 +31,6 @@ import numpy as np
 
 from gptoss_jax.api import InputError
 
-FINISH_REASONS = ("stop", "length", "error", "cancelled")
-
-
 class RequestError(InputError):
     """A request the engine cannot take; `field` names the offending field."""
 

@@ -181,16 +181,22 @@ class Engine:
         return self._events
 
     def stream(self, request: Request) -> Iterator[TokenEvent]:
-        """Submit one request and yield its TokenEvents as they come (other requests keep running too)."""
+        """Submit one request and yield its TokenEvents as they come (other requests keep running too); the last
+        event carries the finish reason, and engine.result(event.request_id) the Result. Closing the iterator early
+        cancels the request."""
         rid = self.submit(request)
-        while True:
-            for ev in self.step():
-                if ev.request_id == rid:
-                    yield ev
-                    if ev.finish_reason is not None:
-                        return
-            if rid in self.results and not any(s is not None and s.id == rid for s in self.slots):
-                return
+        done = False
+        try:
+            while not done:
+                for ev in self.step():
+                    if ev.request_id == rid:
+                        done = ev.finish_reason is not None
+                        yield ev
+                        if done:
+                            break
+        finally:
+            if not done:                  # the consumer stopped early: the request stops too
+                self.cancel(rid)
 
     def generate(self, requests: Sequence[Request], *, progress: bool = False) -> list[Result]:
         """Run a batch to completion; results in the order given. A request that fails validation comes back as a

@@ -51,3 +51,12 @@ def test_stream_iterator_yields_tokens_as_they_come(engine):
     events = list(engine.stream(r))
     [ref] = engine.generate([Request(prompt(30, 6), SamplingParams(temperature=0.0, max_tokens=9))])
     assert [e.token_id for e in events] == ref.token_ids and events[-1].finish_reason == "length"
+
+
+def test_closing_a_stream_early_cancels_its_request(engine):
+    it = engine.stream(Request(prompt(31, 6), SamplingParams(temperature=0.0, max_tokens=40)))
+    first = next(it)
+    it.close()
+    engine.step()
+    r = engine.result(first.request_id)
+    assert r.finish_reason == "cancelled" and 1 <= r.completion_tokens < 40 and not engine.has_work()

@@ -104,12 +104,17 @@ class GptOss:
         return params_lib.param_bytes(self.cfg)
 
 
-def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True) -> GptOss:
+def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, counter=None) -> GptOss:
     """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
 
     mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
     dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
+    counter: a checkpoint.safetensors_io.ByteCounter that counts the bytes this process reads (safetensors only).
+    In a multi-process job every process calls load() alike; each reads only what its own devices hold.
     """
+    import dataclasses
+
+    from gptoss_jax import distributed
     from gptoss_jax.checkpoint import layouts, loader, orbax_io
 
     mesh = resolve_mesh(mesh)
@@ -119,7 +124,10 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True) 
     else:
         located = layouts.locate(path)
         cfg = ModelConfig.from_file(located.config_path)
-        params = loader.load_params(located, cfg, mesh, show_progress=show_progress)
+        # hosts holding different checkpoints would run different programs: fail before reading anything
+        distributed.check_same({f"config {k}": v for k, v in dataclasses.asdict(cfg).items()}
+                               | {"checkpoint layout": located.layout}, "checkpoints")
+        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress)
     return GptOss(cfg, params, mesh=mesh, dtype=dt)
 
 

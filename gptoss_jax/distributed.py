@@ -13,7 +13,9 @@ all hosts, so a mesh over `jax.devices()` (sharding.make_mesh) spans them too. T
   is_main()                             process 0: the one that writes outputs
   check_same(values, what)              every process holds the same values, or one error naming the first that
                                         differs and its value on each process
-  broadcast_json(value), allgather_json(value), barrier(name)   host data between processes (JSON-able values)
+  broadcast_json(value), gather_json_to_main(value), allgather_json(value), barrier(name)
+                                        host data between processes (JSON-able values; collective: every process
+                                        calls them in the same order)
   replica_info(replicas) -> ReplicaInfo data-parallel model replicas made of whole processes (eval sweeps)
   collect_files(folder, names)          bring each replica's output files to process 0 (hosts without shared disks)
 
@@ -72,7 +74,8 @@ class Cluster:
 def _split_address(address: str, source: str) -> tuple[str, int]:
     host, sep, port = address.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise DistributedError(f"{source}: coordinator address {address!r} is not host:port (e.g. 10.0.0.2:{DEFAULT_PORT})")
+        raise DistributedError(f"{source}: coordinator address {address!r} is not host:port "
+                               f"(e.g. 10.0.0.2:{DEFAULT_PORT})")
     return host.strip("[]"), int(port)
 
 
@@ -286,7 +289,8 @@ def rendezvous(cluster: Cluster, timeout_s: float) -> None:
                 missing = sorted(set(range(1, n)) - set(joined))
                 if problem is None and missing:
                     problem = (f"process{'es' if len(missing) > 1 else ''} {missing} of {n} did not join the job "
-                               f"within {timeout_s:g}s ({where}; joined besides process 0: {sorted(joined) or 'none'}). "
+                               f"within {timeout_s:g}s ({where}; joined besides process 0: "
+                               f"{sorted(joined) or 'none'}). "
                                f"Check that every host runs the same command with a distinct process id and can "
                                f"reach {host}:{port}")
                 for conn, _ in joined.values():
@@ -465,7 +469,8 @@ def _allgather_bytes(data: bytes, what: str, timeout_s: float | None, to_main_on
 
 
 def allgather_json(value: Any, *, what: str = "allgather", timeout_s: float | None = 600) -> list[Any]:
-    """Every process's JSON-able value, in process order, on every process (collective: all must call it)."""
+    """Every process's JSON-able value, in process order, on every process (collective: all must call it; n^2
+    reads for n processes, so for small jobs or rare calls; gather_json_to_main is linear)."""
     return [json.loads(b) for b in _allgather_bytes(json.dumps(value).encode(), what, timeout_s)]
 
 
@@ -503,22 +508,29 @@ def barrier(name: str, *, timeout_s: float | None = None) -> None:
 
 def check_same(values: Mapping[str, Any], what: str = "settings", *, timeout_s: float | None = 600) -> None:
     """Raise one DistributedError, on every process, unless all processes hold equal `values` (names -> JSON-able
-    values); it names the first name that differs and its value on each process."""
+    values); it names the first name that differs and its value on each process. Process 0 compares (one value from
+    each process) and tells everyone the verdict, so the cost grows linearly with the number of processes."""
     pid, n = _process()
     if n == 1:
         return
     mine = {k: json.loads(json.dumps(v, default=repr)) for k, v in values.items()}
-    everyone = allgather_json(mine, what=f"check_same/{what}", timeout_s=timeout_s)
-    names = list(dict.fromkeys(k for d in everyone for k in d))
-    for name in names:
-        seen = [d.get(name, "<not set>") for d in everyone]
-        if any(s != seen[0] for s in seen[1:]):
-            groups: dict[str, list[int]] = {}
-            for i, s in enumerate(seen):
-                groups.setdefault(json.dumps(s), []).append(i)
-            detail = "; ".join(f"{v} on process{'es' if len(p) > 1 else ''} {_ranges(p)}" for v, p in groups.items())
-            raise DistributedError(f"{what} differ across the {n} processes: {name} is {detail}. Every process "
-                                   f"must run the same command with the same inputs")
+    everyone = gather_json_to_main(mine, what=f"check_same/{what}", timeout_s=timeout_s)
+    problem = None
+    if everyone is not None:
+        for name in dict.fromkeys(k for d in everyone for k in d):
+            seen = [d.get(name, "<not set>") for d in everyone]
+            if any(s != seen[0] for s in seen[1:]):
+                groups: dict[str, list[int]] = {}
+                for i, s in enumerate(seen):
+                    groups.setdefault(json.dumps(s), []).append(i)
+                detail = "; ".join(f"{v} on process{'es' if len(p) > 1 else ''} {_ranges(p)}"
+                                   for v, p in groups.items())
+                problem = (f"{what} differ across the {n} processes: {name} is {detail}. Every process must run "
+                           f"the same command with the same inputs")
+                break
+    problem = broadcast_json(problem, what=f"check_same/{what}/verdict", timeout_s=timeout_s)
+    if problem:
+        raise DistributedError(problem)
 
 
 def _ranges(ids: Sequence[int]) -> str:
@@ -574,26 +586,27 @@ def collect_files(folder: str, names: Sequence[str], *, timeout_s: float | None 
     """Bring the files each process wrote (`names`, relative to `folder`) into process 0's `folder`: what a report
     that merges per-replica records needs when hosts do not share a disk. Collective; on a shared filesystem the
     files are already there (same bytes) and nothing is rewritten. Returns the names written on process 0."""
-    payload = {}
+    blobs = []
     for name in names:
         with open(os.path.join(folder, name), "rb") as f:
-            payload[name] = f.read().decode("latin-1")
-    gathered = gather_json_to_main(payload, what="collect_files", timeout_s=timeout_s)
-    if gathered is None:
-        return []
+            blobs.append(f.read())
+    header = json.dumps([[name, len(b)] for name, b in zip(names, blobs)]).encode()
+    gathered = _allgather_bytes(header + b"\n" + b"".join(blobs), "collect_files", timeout_s, to_main_only=True)
     written = []
-    for pid, files in enumerate(gathered):
-        for name, text in files.items():
-            data = text.encode("latin-1")
+    for pid, payload in enumerate(gathered):
+        head, _, data = payload.partition(b"\n")
+        offset = 0
+        for name, size in json.loads(head):
+            content, offset = data[offset:offset + size], offset + size
             path = os.path.join(folder, name)
             if os.path.exists(path):
                 with open(path, "rb") as f:
-                    if f.read() == data:
+                    if f.read() == content:
                         continue
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             tmp = f"{path}.from-process-{pid}"
             with open(tmp, "wb") as f:
-                f.write(data)
+                f.write(content)
             os.replace(tmp, path)
             written.append(name)
     return written

@@ -49,8 +49,8 @@ def child_env(base: dict, index: int, n: int, port: int, cpu_devices: int | None
     if cpu_devices is not None:
         env.update(JAX_PLATFORMS="cpu", GPTOSS_CPU_DEVICES=str(cpu_devices))
         # the device count is set per process; a forced host device count would fight it
-        flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
-        env["XLA_FLAGS"] = " ".join(flags)
+        forced = "--xla_force_host_platform_device_count"
+        env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split() if not f.startswith(forced))
     if visible_env:
         env[visible_env] = str(index)
     return env

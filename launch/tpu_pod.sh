@@ -5,7 +5,7 @@
 #
 #   export TPU_NAME=my-v5p-64 ZONE=us-east5-a          # PROJECT=... optional (else gcloud's default project)
 #   launch/tpu_pod.sh setup                            # once: install this checkout on every worker (a wheel + jax[tpu])
-#   launch/tpu_pod.sh run gptoss eval --checkpoint /mnt/ckpt/gpt-oss-120b --mesh 1,32,2 --tasks aime25 ...
+#   launch/tpu_pod.sh run gptoss demo --checkpoint /mnt/ckpt/gpt-oss-120b --mesh 1,32,1
 #   launch/tpu_pod.sh stop                             # after an interrupted run: end gptoss on every worker
 #
 # The checkpoint path must exist on every worker (a persistent disk attached read-only to all of them, or a

@@ -32,7 +32,7 @@ flags.DEFINE_integer("replicas", 1, "Independent model replicas (data-parallel s
 
 # flags that differ between processes by nature; every other flag must agree across processes
 PER_PROCESS_FLAGS = frozenset({"process_id"})
-SECRET_WORDS = ("key", "token", "secret", "password")
+SECRET_WORDS = frozenset({"key", "token", "secret", "password", "apikey"})  # words of a flag name
 _joined = False
 
 
@@ -64,7 +64,7 @@ def job_flags() -> dict[str, object]:
             if fl.name in PER_PROCESS_FLAGS:
                 continue
             value = fl.value
-            if value is not None and any(w in fl.name.lower() for w in SECRET_WORDS):
+            if value is not None and SECRET_WORDS & set(fl.name.lower().split("_")):
                 digest = hashlib.sha256(json.dumps(value, default=repr).encode()).hexdigest()[:12]
                 value = f"<secret, sha256 {digest}>"
             out[f"--{fl.name}"] = value

@@ -115,8 +115,7 @@ def _from_slurm(environ: Mapping[str, str]) -> Cluster | None:
                    _int_env(environ, "SLURM_PROCID") or 0, "SLURM", local)
 
 
-def _from_kubernetes(environ: Mapping[str, str], num_processes: int | None,
-                     coordinator: str | None) -> tuple[int, str | None] | None:
+def _from_kubernetes(environ: Mapping[str, str], coordinator: str | None) -> tuple[int, str | None] | None:
     """An indexed Job / JobSet pod: process id = JOB_COMPLETION_INDEX; a JobSet names its first pod."""
     index = _int_env(environ, "JOB_COMPLETION_INDEX")
     if index is None:
@@ -158,8 +157,9 @@ def detect(*, coordinator_address: str | None = None, num_processes: int | None 
 
     Explicit values win (arguments, then GPTOSS_COORDINATOR_ADDRESS / GPTOSS_NUM_PROCESSES / GPTOSS_PROCESS_ID);
     values still missing come from the cluster: an srun step (SLURM_*), a TPU VM pod slice (JAX's detectors), a
-    Kubernetes indexed Job or JobSet (JOB_COMPLETION_INDEX; a JobSet's first pod as coordinator). mode 'off' always
-    gives None; 'on' insists on a job of more than one process; 'auto' joins one when the values describe it.
+    Kubernetes indexed Job or JobSet (JOB_COMPLETION_INDEX, once GPTOSS_NUM_PROCESSES says the pods form one job; a
+    JobSet's first pod as coordinator). mode 'off' always gives None; 'on' insists on a job; 'auto' joins one when
+    the values describe one of more than one process.
     """
     if mode not in MODES:
         raise DistributedError(f"--distributed={mode!r}: expected one of {MODES}")
@@ -169,8 +169,7 @@ def detect(*, coordinator_address: str | None = None, num_processes: int | None 
     addr = coordinator_address or env.get(ENV_COORDINATOR) or None
     count = num_processes if num_processes is not None else _int_env(env, ENV_NUM_PROCESSES)
     pid = process_id if process_id is not None else _int_env(env, ENV_PROCESS_ID)
-    explicit = [n for n, v in (("coordinator address", addr), ("number of processes", count),
-                               ("process id", pid)) if v is not None]
+    explicit = [v for v in (addr, count, pid) if v is not None]
     source = "flags/GPTOSS_* environment"
     found = None
     if len(explicit) < 3:
@@ -179,8 +178,9 @@ def detect(*, coordinator_address: str | None = None, num_processes: int | None 
             found = slurm
         elif not explicit and environ is None:
             found = _from_jax_detectors(timeout_s)
-        if found is None:
-            k8s = _from_kubernetes(env, count, addr)
+        if found is None and (count is not None or mode == "on"):
+            # an indexed Job's pods are one job only when told how many they are (else they may be independent)
+            k8s = _from_kubernetes(env, addr)
             if k8s is not None:
                 pid = pid if pid is not None else k8s[0]
                 addr = addr or k8s[1]
@@ -197,7 +197,7 @@ def detect(*, coordinator_address: str | None = None, num_processes: int | None 
                 "--process_id (or GPTOSS_COORDINATOR_ADDRESS, GPTOSS_NUM_PROCESSES, GPTOSS_PROCESS_ID), or run "
                 "under srun, on a TPU pod slice, or in a Kubernetes indexed Job/JobSet")
         return None
-    if count == 1 and addr is None:
+    if count == 1 and addr is None and mode != "on":
         return None
     missing = [n for n, v in (("--coordinator_address", addr), ("--num_processes", count),
                               ("--process_id", pid)) if v is None]

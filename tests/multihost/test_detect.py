@@ -77,8 +77,11 @@ def test_kubernetes_jobset_and_indexed_job():
     assert (c.coordinator_address, c.num_processes, c.process_id) == ("gptoss-0.gptoss:8476", 3, 0)
     with pytest.raises(DistributedError, match="JOB_INDEX=1"):
         detect(environ=pod | {"JOB_INDEX": "1"})
+    # without a process count the pods of an indexed Job may be independent runs: each runs alone
+    untold = {k: v for k, v in pod.items() if k != "GPTOSS_NUM_PROCESSES"}
+    assert detect(environ=untold) is None
     with pytest.raises(DistributedError, match="missing --num_processes"):
-        detect(environ={k: v for k, v in pod.items() if k != "GPTOSS_NUM_PROCESSES"})
+        detect(environ=untold, mode="on")
 
 
 def test_single_process_helpers_are_no_ops(tmp_path):

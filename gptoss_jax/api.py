@@ -73,7 +73,7 @@ class GptOss:
             raise InputError(f"token ids must be integers, got {arr.dtype}")
         bad = (arr < 0) | (arr >= self.cfg.vocab_size)
         if bad.any():
-            i = tuple(np.argwhere(bad)[0])
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
             raise InputError(f"token id {arr[i]} at {list(i)} is outside the vocabulary [0, {self.cfg.vocab_size})")
         if arr.shape[1] > self.cfg.max_context:
             raise InputError(f"sequence of {arr.shape[1]} tokens exceeds the model's context of "

@@ -28,8 +28,8 @@ class UnknownTask(KeyError):
 def get_task(name: str) -> TaskSpec:
     spec = TASKS.get(name)
     if spec is None:
-        close = difflib.get_close_matches(name, TASKS, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        close = [t for t in TASKS if name and name.lower() in t] or difflib.get_close_matches(name, TASKS, n=3)
+        hint = f"; did you mean {', '.join(close[:3])}?" if close else "."
         raise UnknownTask(f"unknown task {name!r}{hint} Known tasks: {', '.join(sorted(TASKS))}")
     return spec
 

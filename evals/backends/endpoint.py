@@ -53,14 +53,14 @@ class EndpointBackend(Backend):
         self._client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key or "EMPTY",
                                      timeout=config.timeout_s, max_retries=0)
         self._max_tokens_param = config.extra.get("max_tokens_param", "max_tokens")
-        self._stop = threading.Event()
+        self._closed = threading.Event()
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "endpoint", "model": self.config.model, "base_url": self.config.base_url,
                 "reasoning_effort_param": self.config.reasoning_effort_param}
 
     def close(self) -> None:
-        self._stop.set()
+        self._closed.set()
         try:
             self._client.close()
         except Exception:  # noqa: BLE001
@@ -116,7 +116,7 @@ class EndpointBackend(Backend):
             delay = max(delay, min(retry_after, self.config.backoff_max_s))
         return delay
 
-    def _run_one(self, req: Request) -> Result:
+    def _run_one(self, req: Request, stop: threading.Event) -> Result:
         openai = self._openai
         started = time.time()
         t0 = time.monotonic()
@@ -125,7 +125,7 @@ class EndpointBackend(Backend):
         last = "no attempt made"
         attempts = 0
         for attempt in range(self.config.max_retries + 1):
-            if self._stop.is_set():
+            if stop.is_set() or self._closed.is_set():
                 return Result.failure("cancelled", started_at=started, attempts=attempts)
             attempts = attempt + 1
             try:
@@ -159,14 +159,14 @@ class EndpointBackend(Backend):
                 last = f"malformed response: {e}"
                 err = e
             if attempt < self.config.max_retries:
-                if self._stop.wait(self._retry_delay(attempt, err)):
+                if stop.wait(self._retry_delay(attempt, err)) or self._closed.is_set():
                     return Result.failure("cancelled", started_at=started, attempts=attempts)
         return Result.failure(f"{last} (gave up after {attempts} attempts)",
                               latency_s=time.monotonic() - t0, started_at=started, attempts=attempts)
 
     # ---- many requests ----------------------------------------------------------------------------------------
     def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
-        self._stop.clear()
+        stop = threading.Event()  # per call: concurrent calls (grader threads) must not cancel each other
         it = iter(requests)
         pool = ThreadPoolExecutor(max_workers=self.config.concurrency, thread_name_prefix="endpoint")
         pending: dict[Future, Request] = {}
@@ -178,7 +178,7 @@ class EndpointBackend(Backend):
                     r = next(it)
                 except StopIteration:
                     return
-                pending[pool.submit(self._run_one, r)] = r
+                pending[pool.submit(self._run_one, r, stop)] = r
 
         try:
             fill()
@@ -189,7 +189,7 @@ class EndpointBackend(Backend):
                     yield r.id, f.result()  # only BackendFatalError escapes _run_one
                 fill()
         finally:
-            self._stop.set()
+            stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
 
 

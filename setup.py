@@ -13,12 +13,15 @@ CORE = [
     "absl-py",
     "safetensors",
     "tiktoken",
+    "quicktok-v1>=0.4",  # ships the o200k vocabulary: the tokenizer builds tiktoken's file from it offline
+    "llguidance>=1.9,<2",  # grammar engine for structured outputs (token masks)
+    "bm25s>=0.3",  # BM25 search for the offline browser backend
 ]
 
 EXTRAS = {
     "cuda": ["jax[cuda13]==0.11.2"],
     "tpu": ["jax[tpu]==0.11.2"],
-    "test": ["pytest", "pytest-xdist", "psutil"],
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", "hypothesis"],
 }
 
 setup(

@@ -21,7 +21,7 @@ CORE = [
 EXTRAS = {
     "cuda": ["jax[cuda13]==0.11.2"],
     "tpu": ["jax[tpu]==0.11.2"],
-    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", "hypothesis"],
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema"],
 }
 
 setup(

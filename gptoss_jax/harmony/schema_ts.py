@@ -26,22 +26,39 @@ def json_text(value: Any) -> str:
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, int):
-        return str(value)
+        if -(1 << 63) <= value < (1 << 64):
+            return str(value)
+        value = float(value)  # serde_json reads integers beyond 64 bits as f64
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return "null"
-        if value.is_integer() and abs(value) < 1e16:
-            return f"{int(value)}.0"
-        text = repr(value)
-        if "e" in text:
-            mantissa, exponent = text.split("e")
-            text = f"{mantissa}e{int(exponent)}"
-        return text
+        return _float_text(value)
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(json_text(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ",".join(f"{json_text(str(k))}:{json_text(v)}" for k, v in value.items()) + "}"
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _float_text(value: float) -> str:
+    """An f64 as serde_json prints it (the ryu shortest form: scientific below 1e-5 and from 1e16 up)."""
+    if not math.isfinite(value):
+        return "null"
+    if value == 0:
+        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    text = repr(value)
+    if "e" not in text:
+        return text if "." in text else text + ".0"
+    mantissa, exponent = text.split("e")
+    exp = int(exponent)
+    sign = "-" if mantissa.startswith("-") else ""
+    digits = mantissa.lstrip("-").replace(".", "")
+    point = exp + 1  # digits before the decimal point
+    if -5 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    if 0 < point <= 16:  # not produced by repr, kept for completeness
+        digits = digits.ljust(point, "0")
+        rest = digits[point:] or "0"
+        return f"{sign}{digits[:point]}.{rest}"
+    return f"{mantissa}e{exp}"
 
 
 def _is_nonempty_enum(schema: dict) -> bool:

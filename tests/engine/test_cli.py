@@ -56,7 +56,8 @@ def test_generate_json_matches_the_engine(cli, capsys):
     assert s["token_ids"] == ref.token_ids
 
 
-def test_generate_streams_ids_and_samples_several(cli, capsys):
+def test_generate_streams_ids_and_samples_several(cli, capsys, monkeypatch):
+    monkeypatch.setattr(eflags, "try_tokenizer", lambda: None)                 # ids mode
     cli(generate_cli, "--prompt_ids=9,10", "--temperature=0", "--max_tokens=5")
     streamed = capsys.readouterr().out.strip()
     cli(generate_cli, "--prompt_ids=9,10", "--temperature=0", "--max_tokens=5", "--json")
@@ -92,7 +93,9 @@ class FakeEncoding:
 
 
 def test_text_prompts_use_the_tokenizer_or_say_it_is_missing(cli, capsys, monkeypatch):
+    import gptoss_jax.harmony
     monkeypatch.setitem(sys.modules, "gptoss_jax.harmony.tokenizer", None)     # no harmony tokenizer
+    monkeypatch.delattr(gptoss_jax.harmony, "tokenizer", raising=False)
     with pytest.raises(app.UsageError, match="--prompt_ids"):
         cli(generate_cli, "--prompt=hello")
     monkeypatch.setattr(eflags, "load_tokenizer", lambda: FakeEncoding())
@@ -119,6 +122,7 @@ def test_score_cli_pairs_and_jsonl(cli, capsys, tmp_path):
 
 
 def test_chat_streams_turns_and_keeps_context(cli, capsys, monkeypatch):
+    monkeypatch.setattr(eflags, "try_tokenizer", lambda: None)                 # ids mode
     monkeypatch.setattr(sys, "stdin", io.StringIO("1,2,3\nnot ids\n4,5\n/reset\n1,2,3\n/quit\n"))
     cli(chat_cli, "--temperature=0", "--max_tokens=4", "--stop_token_ids=")
     out = capsys.readouterr().out

@@ -54,6 +54,13 @@ class Steps:
             state = jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, rep), state)
         return cache, state
 
+    def _replicated(self, tree):
+        """Outputs the host reads: replicated, so every process of a multi-process job can read them."""
+        if self.mesh is None:
+            return tree
+        rep = NamedSharding(self.mesh, P())
+        return jax.tree.map(lambda a: jax.lax.with_sharding_constraint(a, rep), tree)
+
     def _forward(self, params, tokens, positions, cache, **kw):
         return self.module.apply({"params": params}, tokens, positions, cache, **kw)
 
@@ -101,7 +108,7 @@ class Steps:
         r = sampling.record(r, tok, final, ok, self.max_len)
         cache, state = self._pin(cache, state.put_rows(rows, r))
         out.update(self._outs(tok, lp, top_id, top_lp, ok, final))
-        return cache, state, out
+        return cache, state, self._replicated(out)
 
     def _decode_forward(self, params, cache, state, keep, *, kv_len: int):
         want = state.active & keep
@@ -117,7 +124,7 @@ class Steps:
         st = sampling.record(state, tok, want, ok, self.max_len)
         st = dataclasses.replace(st, active=st.active & keep)
         outs = jax.tree.map(lambda a: a[None], self._outs(tok, lp, top_id, top_lp, ok, want))
-        return self._pin(None, st)[1], outs
+        return self._pin(None, st)[1], self._replicated(outs)
 
     def _decode_loop(self, params, cache, state, keep, *, kv_len: int, n_steps: int):
         b, k = keep.shape[0], self.num_top
@@ -144,7 +151,7 @@ class Steps:
 
         n, cache, state, outs = jax.lax.while_loop(cond, body, (jnp.int32(0), cache, state, outs))
         cache, state = self._pin(cache, state)
-        return cache, state, outs, n
+        return cache, state, self._replicated(outs), n
 
     def compilations(self) -> dict[str, int]:
         """Compiled variants held now, per step (jit cache sizes)."""

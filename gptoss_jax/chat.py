@@ -1,0 +1,138 @@
+"""Chat with the engine in the harmony format: OpenAI-style messages in, OpenAI-style results out.
+
+The one place where harmony (rendering, parsing, constraints) meets the engine (requests, sampling); the CLI's
+`generate --chat` and `chat`, `gptoss demo` and the eval harness's local backend all go through it.
+
+    engine = Engine(gptoss_jax.load(path), num_slots=8)
+    req = ChatRequest([{"role": "user", "content": "2+2?"}], reasoning_effort="low")
+    result = complete(engine, req)            # ChatCompletion: .content, .reasoning, .tool_calls, .usage
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from gptoss_jax import harmony
+from gptoss_jax.engine import Engine, Request, RequestError, Result, SamplingParams
+
+
+@dataclasses.dataclass(frozen=True)
+class ChatRequest:
+    """An OpenAI-style chat completion request.
+
+    messages: OpenAI chat messages; tools: OpenAI function tools; tool_choice: auto | none | required | a name
+    ({"type": "function", "function": {"name": ...}} also works); response_format: OpenAI's (text, json_object,
+    json_schema): enforced by constrained decoding of the final channel; builtin_tools: ('browser', 'python').
+    sampling: the engine's SamplingParams (its stop_token_ids are replaced by harmony's).
+    """
+    messages: Sequence[Mapping[str, Any]]
+    tools: Sequence[Mapping[str, Any]] | None = None
+    reasoning_effort: str = "medium"
+    tool_choice: Any = "auto"
+    response_format: Any = None
+    builtin_tools: Sequence[str] = ()
+    developer_instructions: str | None = None
+    current_date: Any = None
+    sampling: SamplingParams = SamplingParams()
+    id: str | None = None
+
+
+@dataclasses.dataclass
+class ChatCompletion:
+    """What one chat request produced: the parsed harmony result plus the engine's accounting."""
+    content: str | None
+    reasoning: str | None
+    tool_calls: tuple[harmony.ToolCall, ...]
+    finish_reason: str            # stop | tool_calls | length | error | cancelled
+    prompt_tokens: int
+    completion_tokens: int
+    token_ids: list[int]
+    error: str | None = None
+    timings: dict = dataclasses.field(default_factory=dict)
+    parsed: harmony.ChatResult | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.reasoning is not None:
+            msg["reasoning_content"] = self.reasoning
+        if self.tool_calls:
+            msg["tool_calls"] = [c.to_openai() for c in self.tool_calls]
+        return msg
+
+
+def to_engine_request(req: ChatRequest) -> Request:
+    """Render the conversation, compile its constraint (response_format or tool_choice), set harmony's stops.
+
+    Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
+    """
+    prompt = harmony.render_chat(
+        req.messages, req.tools, req.reasoning_effort, tool_choice=req.tool_choice,
+        developer_instructions=req.developer_instructions, current_date=req.current_date,
+        builtin_tools=tuple(req.builtin_tools), response_format=req.response_format)
+    grammar = harmony.compile_response_format(req.response_format)
+    tool_grammar = harmony.compile_tool_choice(req.tools or (), req.tool_choice) if req.tools else None
+    if grammar is not None and tool_grammar is not None:
+        raise harmony.ConstraintError("response_format and a forcing tool_choice cannot both constrain one turn; "
+                                      "use tool_choice='auto' with a response_format")
+    grammar = grammar or tool_grammar
+    stops = tuple(sorted(grammar.stop_token_ids if grammar is not None
+                         else harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS))
+    sampling = dataclasses.replace(req.sampling, stop_token_ids=stops)
+    constraint = grammar.new_constraint(max_tokens=sampling.max_tokens) if grammar is not None else None
+    return Request(prompt, sampling, constraint=constraint, id=req.id)
+
+
+def from_engine_result(res: Result) -> ChatCompletion:
+    """Parse the engine's tokens (non-strict: a truncated or malformed completion still yields what it holds)."""
+    if res.finish_reason in ("error", "cancelled"):
+        return ChatCompletion(None, None, (), res.finish_reason, res.prompt_tokens, res.completion_tokens,
+                              list(res.token_ids), error=res.error, timings=dict(res.timings))
+    parsed = harmony.parse_completion(res.token_ids)
+    finish = "length" if res.finish_reason == "length" else parsed.finish_reason
+    return ChatCompletion(parsed.content, parsed.reasoning, parsed.tool_calls, finish, res.prompt_tokens,
+                          res.completion_tokens, list(res.token_ids), timings=dict(res.timings), parsed=parsed)
+
+
+def complete(engine: Engine, req: ChatRequest) -> ChatCompletion:
+    [res] = engine.generate([to_engine_request(req)])
+    return from_engine_result(res)
+
+
+@dataclasses.dataclass
+class ChatDelta:
+    """A piece of streamed output: text added to `channel` (analysis | commentary | final), addressed to
+    `recipient` (None, or e.g. functions.get_weather for a tool call being written)."""
+    channel: str | None
+    recipient: str | None
+    text: str
+
+
+def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatCompletion]:
+    """Yield ChatDeltas as tokens arrive, then the ChatCompletion."""
+    parser = harmony.StreamParser("assistant", strict=False)
+    rid = None
+    for ev in engine.stream(to_engine_request(req)):
+        rid = ev.request_id
+        if ev.token_id < 0:
+            continue
+        parser.process(ev.token_id)
+        if parser.last_content_delta:
+            yield ChatDelta(parser.current_channel, parser.current_recipient, parser.last_content_delta)
+    yield from_engine_result(engine.result(rid))
+
+
+def generate_fn(engine: Engine, sampling: SamplingParams) -> Callable[..., list[int]]:
+    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools)."""
+    def fn(prompt_ids, *, stop_token_ids, constraint=None, max_tokens=None) -> list[int]:
+        s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids),
+                                max_tokens=max_tokens if sampling.max_tokens is None else
+                                min(sampling.max_tokens, max_tokens or sampling.max_tokens))
+        [res] = engine.generate([Request(list(prompt_ids), s, constraint=constraint)])
+        if res.finish_reason == "error":
+            raise RequestError("request", res.error or "generation failed")
+        return list(res.token_ids)
+    return fn
+
+
+__all__ = ["ChatCompletion", "ChatDelta", "ChatRequest", "complete", "from_engine_result",
+           "generate_fn", "stream", "to_engine_request"]

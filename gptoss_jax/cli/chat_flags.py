@@ -1,0 +1,67 @@
+"""Flags for harmony chat input, shared by `gptoss generate --chat` and `gptoss chat`, and the one way they become
+a ChatRequest and a streamed display."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+from gptoss_jax import chat as chat_lib
+
+flags.DEFINE_enum("reasoning_effort", "medium", ["low", "medium", "high"], "Reasoning effort in the system message.")
+flags.DEFINE_string("system", None, "Developer instructions (what a system prompt is in OpenAI chat).")
+flags.DEFINE_string("tools", None, "OpenAI function tools: a JSON list, or @path to a file holding one.")
+flags.DEFINE_string("tool_choice", "auto", "auto | none | required | a function name (enforced by the sampler).")
+flags.DEFINE_string("response_format", None, "OpenAI response_format (json_object or json_schema) as JSON or "
+                    "@path; the final answer is constrained to it.")
+flags.DEFINE_list("builtin_tools", [], "Built-in harmony tools to declare: browser, python.")
+flags.DEFINE_bool("show_reasoning", True, "Stream the analysis channel (chain of thought) too.")
+FLAGS = flags.FLAGS
+
+
+def json_flag(name: str, value: str | None, expected: str):
+    if value is None:
+        return None
+    text = value
+    if value.startswith("@"):
+        path = value[1:]
+        if not os.path.exists(path):
+            raise app.UsageError(f"--{name}={value}: no such file (expected {expected})")
+        text = open(path).read()
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise app.UsageError(f"--{name}: not valid JSON ({e}); expected {expected}") from None
+
+
+def chat_request(messages, sampling) -> chat_lib.ChatRequest:
+    tools = json_flag("tools", FLAGS.tools, "a JSON list of OpenAI function tools")
+    choice = FLAGS.tool_choice
+    return chat_lib.ChatRequest(
+        messages=messages, tools=tools, reasoning_effort=FLAGS.reasoning_effort, tool_choice=choice,
+        response_format=json_flag("response_format", FLAGS.response_format, "an OpenAI response_format object"),
+        builtin_tools=tuple(FLAGS.builtin_tools), developer_instructions=FLAGS.system, sampling=sampling)
+
+
+def print_stream(engine, req: chat_lib.ChatRequest, out=None) -> chat_lib.ChatCompletion:
+    """Stream a chat turn: analysis dimmed under [thinking], tool calls under [call NAME], then the answer."""
+    out = out or sys.stdout
+    section = None
+    completion = None
+    for item in chat_lib.stream(engine, req):
+        if isinstance(item, chat_lib.ChatCompletion):
+            completion = item
+            break
+        if item.channel == "analysis" and not FLAGS.show_reasoning:
+            continue
+        label = (f"call {item.recipient}" if item.recipient and item.recipient != "all"
+                 else {"analysis": "thinking", "final": "answer"}.get(item.channel or "", item.channel or "answer"))
+        if label != section:
+            out.write(("\n" if section else "") + f"[{label}] ")
+            section = label
+        out.write(item.text)
+        out.flush()
+    out.write("\n")
+    return completion

@@ -57,16 +57,18 @@ def _pow2_at_least(n: int, lo: int) -> int:
 
 
 def pick_tiles(m: int, n: int, k: int, g: int) -> GpuTiles:
-    """Default tiles by shape. Unmeasured: benchmarks/kernel_sweep.py tunes them on a GPU.
+    """Default tiles by shape. Chosen from the sm_90 SASS (benchmarks/triton_offline.py), not yet from timings:
+    benchmarks/kernel_sweep.py tunes them on a GPU.
 
     Rows per routed group set the window: decode (about one row per expert) gets the 16-row minimum of a tensor-core
-    dot; prefill gets up to 128. Small windows are memory-bound, so narrow N tiles (more programs in flight, about
-    720 for a 120b decode step's first matmul); wide windows are compute-bound, so 128-column tiles.
+    dot; prefill gets up to 128. With 4 warps, bn = 64 gives every warp its own 16 weight rows; bn = 32 made two warps
+    dequantize the same weights (21 instead of 10 loop instructions a weight). 8 warps for 128 x 128 tiles: 4 warps
+    spill there.
     """
     rows_per_group = -(-m // max(1, min(g, m)))
     tm = min(128, _pow2_at_least(rows_per_group, 16))
     if tm <= 32:
-        return GpuTiles(tm=tm, bn=32, nbk=4, num_warps=4, num_stages=4)
+        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4)
     return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3)
 
 

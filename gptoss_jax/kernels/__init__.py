@@ -65,19 +65,24 @@ def resolve_impl(name: str | None = None) -> str:
     return "reference"
 
 
-def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str | None = None) -> jax.Array:
+def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str | None = None, layer=None) -> jax.Array:
     """Grouped (ragged) matmul against MXFP4 expert weights.
 
     x [M, K] in the compute dtype, rows sorted by expert; w an Mxfp4Weight [G, N, K] (or a dense [G, N, K] array);
     group_sizes [G] int32. Returns float32 [M, N]: out[m] = x[m] @ W[group(m)].T, zeros for rows past the groups.
+
+    layer (optional int32 scalar): w is stacked over layers, [P, G, N, K], and layer `layer` is used. Kernels then
+    read the routed experts of that layer straight from the stacked weights; slicing w[layer] in XLA instead (as a
+    scan over stacked weights does) makes XLA copy the layer's whole expert tensor before a kernel or loop can use it.
     """
-    return _IMPLS[resolve_impl(impl)](x, w, group_sizes)
+    fn = _IMPLS[resolve_impl(impl)]
+    return fn(x, w, group_sizes) if layer is None else fn(x, w, group_sizes, layer=layer)
 
 
 def _lazy(module: str, attr: str, **kwargs) -> Callable:
     """A kernel entry that imports its module (and Pallas) on first use."""
-    def call(*args):
-        return getattr(importlib.import_module(module), attr)(*args, **kwargs)
+    def call(*args, **more):
+        return getattr(importlib.import_module(module), attr)(*args, **kwargs, **more)
     call.__name__ = f"{attr}{'_interpret' if kwargs.get('interpret') else ''}"
     return call
 

@@ -78,6 +78,7 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
     j, v = pl.program_id(0), pl.program_id(1)
     lane = jnp.arange(lanes, dtype=jnp.int32)
     sizes = pltr.load(sizes_ref.at[pl.ds(0, lanes)], mask=lane <= g, other=0)     # [G + 1] incl. the tail
+    layer = sizes_ref[lanes]                                  # weights are [P, G, N, K/32, 16]: read layer `layer`
     group, lo, hi = window_of_visit(sizes, v, tm)
     rows = lo + jnp.arange(tm, dtype=jnp.int32)
     cols = j * bn + jnp.arange(bn, dtype=jnp.int32)
@@ -94,9 +95,9 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
             x = pltr.load(x_ref.at[pl.ds(lo, tm), pl.ds(i * nbk * BLOCK, nbk * BLOCK)],
                           mask=(rows[:, None] < m) & (kk[None, :] < k), other=0)
             w_mask = (cols[:, None] < n) & (kb[None, :] < n_blocks)
-            packed = pltr.load(blocks_ref.at[group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk), :],
+            packed = pltr.load(blocks_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk), :],
                                mask=w_mask[:, :, None], other=0)
-            scales = pltr.load(scales_ref.at[group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk)], mask=w_mask,
+            scales = pltr.load(scales_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk)], mask=w_mask,
                                other=dequant.SCALE_BIAS)
             w = dequant.e4m3_values(packed, scales, x.dtype)                               # [bn, nbk * 32]
             return acc + lax.dot_general(w, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
@@ -112,17 +113,23 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
 # jitted so that a caller that drops the result can drop the call: pallas_call itself is never dead-code eliminated,
 # which flax's nn.scan (the model's layer loop) rejects as "broadcasted variable has a data dependency".
 @functools.partial(jax.jit, static_argnames=("tiles", "interpret"))
-def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, *,
+def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
                         tiles: GpuTiles | None = None, interpret: bool = False) -> jax.Array:
-    """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32."""
+    """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32.
+
+    With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are read in place.
+    """
+    if layer is None:
+        blocks, scales, layer = blocks[None], scales[None], 0
     m, k = x.shape
-    g, n = blocks.shape[:2]
-    if k % BLOCK or blocks.shape[2] * BLOCK != k:
-        raise ValueError(f"x has K={k} but the weights hold K={blocks.shape[2] * BLOCK} (multiples of {BLOCK})")
+    g, n = blocks.shape[1:3]
+    if k % BLOCK or blocks.shape[3] * BLOCK != k:
+        raise ValueError(f"x has K={k} but the weights hold K={blocks.shape[3] * BLOCK} (multiples of {BLOCK})")
     tiles = tiles or pick_tiles(m, n, k, g)
     lanes = _pow2_at_least(g + 1, 16)
     sizes = jnp.pad(jnp.concatenate([group_sizes.astype(jnp.int32),
                                      (m - jnp.sum(group_sizes.astype(jnp.int32)))[None]]), (0, lanes - g - 1))
+    sizes = jnp.concatenate([sizes, jnp.asarray(layer, jnp.int32).reshape(1)])          # [lanes + 1]
     kernel = functools.partial(_kernel, tiles=tiles, m=m, n=n, k=k, g=g, lanes=lanes)
     return pl.pallas_call(
         kernel,
@@ -137,20 +144,20 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
 _warned: set[str] = set()
 
 
-def _fallback(reason: str, x, w, group_sizes):
+def _fallback(reason: str, x, w, group_sizes, layer):
     if reason not in _warned:
         _warned.add(reason)
         log.warning("MoE kernel pallas_gpu: %s; using the jnp reference", reason)
-    return expert_matmul_reference(x, w, group_sizes)
+    return expert_matmul_reference(x, w, group_sizes, layer=layer)
 
 
-def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, interpret: bool = False,
+def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
                       tiles: GpuTiles | None = None) -> jax.Array:
     """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
     if not isinstance(w, Mxfp4Weight):
-        return _fallback("dense (unpacked) expert weights", x, w, group_sizes)
+        return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)
     if not interpret and jax.default_backend() != "gpu":
-        return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes)
+        return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes, layer)
     if x.shape[0] == 0:
-        return jnp.zeros((0, w.blocks.shape[1]), jnp.float32)
-    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, tiles=tiles, interpret=interpret)
+        return jnp.zeros((0, w.blocks.shape[-3]), jnp.float32)
+    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret)

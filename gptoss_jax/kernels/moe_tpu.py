@@ -42,9 +42,9 @@ def _row_tile(m: int) -> int:
     return min(128, max(16, -(-m // 16) * 16))
 
 
-def _kernel(tile_ref, group_ref, wgroup_ref, valid_ref, starts_ref, ends_ref,
+def _kernel(layer_ref, tile_ref, group_ref, wgroup_ref, valid_ref, starts_ref, ends_ref,
             x_even_ref, x_odd_ref, blocks_ref, scales_ref, expand_ref, out_ref, *, tm: int, g: int):
-    del wgroup_ref
+    del layer_ref, wgroup_ref
     v = pl.program_id(1)
     tile, group = tile_ref[v], group_ref[v]
 
@@ -54,8 +54,8 @@ def _kernel(tile_ref, group_ref, wgroup_ref, valid_ref, starts_ref, ends_ref,
 
     @pl.when(jnp.logical_and(valid_ref[v] != 0, group < g))
     def _():
-        packed = blocks_ref[0].astype(jnp.int32)                                     # [bn, K/2]
-        scale = dequant.pow2_from_bytes(scales_ref[0], 0).astype(jnp.bfloat16)      # [bn, K/32], exact
+        packed = blocks_ref[0, 0].astype(jnp.int32)                                  # [bn, K/2]
+        scale = dequant.pow2_from_bytes(scales_ref[0, 0], 0).astype(jnp.bfloat16)   # [bn, K/32], exact
         scale = jnp.dot(scale, expand_ref[...], preferred_element_type=jnp.float32)  # [bn, K/2]
         dt = x_even_ref.dtype
         w_lo = (dequant.fp4_values_f32(packed & 15) * scale).astype(dt)
@@ -69,11 +69,16 @@ def _kernel(tile_ref, group_ref, wgroup_ref, valid_ref, starts_ref, ends_ref,
 
 
 @functools.partial(jax.jit, static_argnames=("block_n", "interpret"))   # jitted: see moe_gpu.mxfp4_matmul_pallas
-def mxfp4_matmul_tpu(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, *,
+def mxfp4_matmul_tpu(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
                      block_n: int = 128, interpret=False) -> jax.Array:
-    """x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32 [M, N]."""
+    """x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32 [M, N].
+
+    With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are DMA'd directly.
+    """
+    if layer is None:
+        blocks, scales, layer = blocks[None], scales[None], 0
     m, k = x.shape
-    g, n = blocks.shape[:2]
+    p, g, n = blocks.shape[:3]
     tm = _row_tile(m)
     m_pad = -(-m // tm) * tm
     sched = visit_schedule(with_tail(group_sizes, m_pad), m_pad // tm, tm)
@@ -86,19 +91,19 @@ def mxfp4_matmul_tpu(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_s
     nb = k // BLOCK
     expand = (jnp.arange(k // 2)[None, :] // (BLOCK // 2) == jnp.arange(nb)[:, None]).astype(jnp.bfloat16)
     bn = n if n <= block_n else block_n
-    row_map = lambda j, v, tile, *_: (tile[v], 0)
-    weight_map = lambda j, v, tile, group, wgroup, *_: (wgroup[v], j, 0)
+    row_map = lambda j, v, layer, tile, *_: (tile[v], 0)
+    weight_map = lambda j, v, layer, tile, group, wgroup, *_: (layer[0], wgroup[v], j, 0)
     grid_spec = pltpu.PrefetchScalarGridSpec(
-        num_scalar_prefetch=6,
+        num_scalar_prefetch=7,
         grid=(pl.cdiv(n, bn), sched.tile.shape[0]),
         in_specs=[
             pl.BlockSpec((tm, k // 2), row_map),
             pl.BlockSpec((tm, k // 2), row_map),
-            pl.BlockSpec((1, bn, k // 2), weight_map),
-            pl.BlockSpec((1, bn, nb), weight_map),
+            pl.BlockSpec((1, 1, bn, k // 2), weight_map),
+            pl.BlockSpec((1, 1, bn, nb), weight_map),
             pl.BlockSpec((nb, k // 2), lambda *_: (0, 0)),
         ],
-        out_specs=pl.BlockSpec((tm, bn), lambda j, v, tile, *_: (tile[v], j)),
+        out_specs=pl.BlockSpec((tm, bn), lambda j, v, layer, tile, *_: (tile[v], j)),
     )
     out = pl.pallas_call(
         functools.partial(_kernel, tm=tm, g=g),
@@ -108,13 +113,13 @@ def mxfp4_matmul_tpu(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_s
         compiler_params=pltpu.CompilerParams(dimension_semantics=("parallel", "arbitrary"),
                                              vmem_limit_bytes=VMEM_LIMIT_BYTES),
         name="mxfp4_expert_matmul_tpu",
-    )(sched.tile, sched.group, wgroup, sched.valid.astype(jnp.int32), sched.starts, sched.ends,
-      x_even, x_odd, blocks.reshape(g, n, k // 2), scales, expand)
+    )(jnp.asarray(layer, jnp.int32).reshape(1), sched.tile, sched.group, wgroup, sched.valid.astype(jnp.int32),
+      sched.starts, sched.ends, x_even, x_odd, blocks.reshape(p, g, n, k // 2), scales, expand)
     return out[:m]
 
 
-def expert_matmul_tpu(x: jax.Array, w, group_sizes: jax.Array, *, interpret=False) -> jax.Array:
+def expert_matmul_tpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret=False) -> jax.Array:
     """`kernels.expert_matmul` on a TPU; the reference for dense weights or where no TPU backend is present."""
     if not isinstance(w, Mxfp4Weight) or (not interpret and jax.default_backend() != "tpu"):
-        return expert_matmul_reference(x, w, group_sizes)
-    return mxfp4_matmul_tpu(x, w.blocks, w.scales, group_sizes, interpret=interpret)
+        return expert_matmul_reference(x, w, group_sizes, layer=layer)
+    return mxfp4_matmul_tpu(x, w.blocks, w.scales, group_sizes, layer, interpret=interpret)

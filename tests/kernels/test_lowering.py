@@ -32,6 +32,16 @@ def test_moe_gpu_kernel_lowers_to_triton(m, g, n, k):
     assert "tt.dot" in ttir and "f8E4M3FN" in ttir
 
 
+def test_moe_gpu_kernel_lowers_on_weights_stacked_over_layers():
+    """120b's mlp1 experts of all 18 layer pairs (19 GB: 64-bit offsets), one layer read by index."""
+    fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, interpret=False)
+    blocks, scales = _weights(128, 2 * I, H)
+    stack = lambda a: S((18, *a.shape), a.dtype)
+    [ttir] = offline.triton_ir(fn, S((4, H), jnp.bfloat16), stack(blocks), stack(scales), S((128,), jnp.int32),
+                               S((), jnp.int32))
+    assert "i64" in ttir and "tt.dot" in ttir
+
+
 def test_attention_kernel_lowers_to_triton():
     cache = S((18, 2, 8192, 8, 64), jnp.bfloat16)
     fn = functools.partial(attention_gpu.decode_attention, interpret=False)

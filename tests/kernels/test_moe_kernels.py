@@ -114,3 +114,15 @@ def test_windows_cover_each_row_once(sizes, tm):
     # a group of at most tm rows is exactly one window: its weights are read once
     for gi, s in enumerate(sizes):
         assert (g == gi).sum() == -(-s // tm)
+
+
+@pytest.mark.parametrize("impl", ["reference", "pallas_gpu_interpret", "pallas_tpu_interpret"])
+def test_layer_of_stacked_weights(impl):
+    """w stacked over 3 layers + a traced layer index == the unstacked weights of that layer."""
+    sizes = [3, 0, 1, 5]
+    parts = [_problem(sizes, 32, 64, 2, seed=s) for s in (11, 12, 13)]
+    x, _, gs, want = parts[1]
+    stacked = mxfp4.Mxfp4Weight(jnp.stack([p[1].blocks for p in parts]), jnp.stack([p[1].scales for p in parts]))
+    run = jax.jit(lambda x, w, gs, layer: kernels.expert_matmul(x, w, gs, impl=impl, layer=layer))
+    got = _poisoned(lambda: run(x, stacked, gs, jnp.int32(1)))
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())

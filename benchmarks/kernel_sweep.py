@@ -6,7 +6,7 @@
 
 Parts (each prints a table; numbers are medians of --repeats timed programs, each program running --iters
 operations back to back inside one jit, so dispatch overhead is excluded):
-- moe: `pallas_gpu` against the jnp reference for 120b and 20b expert matmuls at decode batch 1/8/64/256 and a
+- moe: `pallas_gpu` (default tiles with each dequantization, "e4m3" and "asm") against the jnp reference for 120b and 20b expert matmuls at decode batch 1/8/64/256 and a
   prefill chunk. Every iteration routes to different experts (drawn per iteration), so repeated calls cannot be
   served from L2. Correctness first (max |kernel - reference| / max |reference|, must be ~1e-6: both accumulate
   exact bf16 products in f32), then time: us a call, GB/s over the packed bytes of the experts actually routed,
@@ -21,6 +21,7 @@ operations back to back inside one jit, so dispatch overhead is excluded):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import statistics
 import time
@@ -97,7 +98,9 @@ def moe_part(args):
             ref_once = jax.jit(lambda x, w, gs: kernels.expert_matmul(x, w, gs, impl="reference"))(x, w, sizes[0])
             ref_t = _time(jax.jit(functools.partial(program, "reference", None)), x, w, sizes,
                           repeats=args.repeats) / args.iters
-            configs = [None] + (SWEEP if args.sweep else [])
+            default = moe_gpu.pick_tiles(m, n, k, g)
+            other = dataclasses.replace(default, dequant="asm" if default.dequant == "e4m3" else "e4m3")
+            configs = [default, other] + (SWEEP if args.sweep else [])
             for tiles in configs:
                 t = tiles or moe_gpu.pick_tiles(m, n, k, g)
                 got = moe_gpu.mxfp4_matmul_pallas(x, w.blocks, w.scales, sizes[0], tiles=t, interpret=args.interpret)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import functools
 import json
 import os
@@ -46,12 +47,13 @@ def moe_cases():
     out = []
     for name, m, g, n, k in [("120b decode b1 mlp1", 4, 128, 2 * I, H), ("120b decode b1 mlp2", 4, 128, H, I),
                              ("20b decode b256 mlp1", 1024, 32, 2 * I, H), ("120b prefill 8k mlp1", 32768, 128, 2 * I, H)]:
-        tiles = moe_gpu.pick_tiles(m, n, k, g)
-        fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, tiles=tiles, interpret=False)
-        args = (S((m, k), jnp.bfloat16), S((g, n, k // 32, 16), jnp.uint8), S((g, n, k // 32), jnp.uint8),
-                S((g,), jnp.int32))
-        per_thread = tiles.bn * tiles.nbk * 32 / (32 * tiles.num_warps)
-        out.append((f"{name} {tiles}", fn, args, tiles.num_warps, tiles.num_stages, per_thread))
+        for dq in ("e4m3", "asm"):
+            tiles = dataclasses.replace(moe_gpu.pick_tiles(m, n, k, g), dequant=dq)
+            fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, tiles=tiles, interpret=False)
+            args = (S((m, k), jnp.bfloat16), S((g, n, k // 32, 16), jnp.uint8), S((g, n, k // 32), jnp.uint8),
+                    S((g,), jnp.int32))
+            per_thread = tiles.bn * tiles.nbk * 32 / (32 * tiles.num_warps)
+            out.append((f"{name} {tiles}", fn, args, tiles.num_warps, tiles.num_stages, per_thread))
     cache = S((18, 1, 8192, 8, 64), jnp.bfloat16)
     fn = functools.partial(attention_gpu.decode_attention, interpret=False)
     out.append(("attention decode b1 8k", fn, (S((1, 64, 64), jnp.bfloat16), cache, cache, S((), jnp.int32),

@@ -31,3 +31,12 @@ def test_mixed_scales_per_block():
     scales = rng.integers(dequant.MIN_EXACT_SCALE, dequant.MAX_EXACT_SCALE + 1, (5, 7), dtype=np.uint8)
     got = dequant.e4m3_values(jnp.asarray(blocks), jnp.asarray(scales), jnp.float32)
     np.testing.assert_array_equal(np.asarray(got), mxfp4.unpack_np(blocks, scales))
+
+
+def test_asm_bit_layout_gives_mxfp4_values():
+    """The inline-PTX dequantization's bit arithmetic (run on the GPU only) in numpy with IEEE bf16 subnormals."""
+    blocks = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for scale in (dequant.MIN_EXACT_SCALE, 119, 127, 200):
+        scales = np.full((16,), scale, np.uint8)
+        np.testing.assert_array_equal(dequant.asm_formula_reference(blocks, scales),
+                                      mxfp4.unpack_np(blocks[:, None], scales[:, None]).astype(np.float64))

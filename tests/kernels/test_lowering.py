@@ -32,6 +32,13 @@ def test_moe_gpu_kernel_lowers_to_triton(m, g, n, k):
     assert "tt.dot" in ttir and "f8E4M3FN" in ttir
 
 
+def test_moe_gpu_asm_variant_lowers():
+    fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, interpret=False,
+                           tiles=moe_gpu.GpuTiles(16, 64, 4, dequant="asm"))
+    [ttir] = offline.triton_ir(fn, S((4, H), jnp.bfloat16), *_weights(32, 2 * I, H), S((32,), jnp.int32))
+    assert "fma.rn.bf16x2" in ttir and "f8E4M3FN" not in ttir
+
+
 def test_moe_gpu_kernel_lowers_on_weights_stacked_over_layers():
     """120b's mlp1 experts of all 18 layer pairs (19 GB: 64-bit offsets), one layer read by index."""
     fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, interpret=False)

@@ -119,11 +119,7 @@ SWEEP = [GpuTiles(16, 64, 4, 4, 3), GpuTiles(16, 64, 8, 4, 3), GpuTiles(16, 128,
 
 def scan_part(args):
     layers, g, n, k = (18, 128, 2 * I, H) if not args.small else (3, 8, 256, 128)
-    key = jax.random.key(1)
-    w = _weights(key, g, n, k, layers=layers)
-    x = jax.random.normal(key, (4, k), jnp.bfloat16)
-    sizes = _routings(key, layers, 1, g)
-    impl = "pallas_gpu_interpret" if args.interpret else "pallas_gpu"
+    impl = args.impl or ("pallas_gpu_interpret" if args.interpret else "pallas_gpu")
 
     @jax.jit
     def sliced(x, w, sizes):
@@ -138,10 +134,24 @@ def scan_part(args):
             return acc + kernels.expert_matmul(x, w, sizes[i], impl=impl, layer=i)[0, 0], None
         return lax.scan(body, jnp.float32(0), jnp.arange(layers))[0]
 
+    S = jax.ShapeDtypeStruct
+    abstract = (S((4, k), jnp.bfloat16), mxfp4.Mxfp4Weight(S((layers, g, n, k // 32, 16), jnp.uint8),
+                                                           S((layers, g, n, k // 32), jnp.uint8)),
+                S((layers, g), jnp.int32))
+    print(f"\n== scan over {layers} layers of stacked expert weights, MoE impl {impl}: XLA's temporaries "
+          "(a copy of one layer's experts is " f"{(n * k // 2 + n * k // 32) * g / 1e9:.2f} GB)")
+    for name, fn in (("sliced", sliced), ("indexed", indexed)):
+        mem = fn.lower(*abstract).compile().memory_analysis()
+        print(f"{name:8s} temp {mem.temp_size_in_bytes / 1e9:8.3f} GB")
+    if args.analyze_only:
+        return
+    key = jax.random.key(1)
+    w = _weights(key, g, n, k, layers=layers)
+    x = jax.random.normal(key, (4, k), jnp.bfloat16)
+    sizes = _routings(key, layers, 1, g)
     a, b = sliced(x, w, sizes), indexed(x, w, sizes)
     routed = _routed_bytes(np.asarray(sizes), n, k) * layers
-    print(f"\n== scan over {layers} layers of stacked expert weights (batch-1 decode routing); results agree: "
-          f"{bool(jnp.allclose(a, b, rtol=1e-5))}")
+    print(f"timing (batch-1 decode routing); results agree: {bool(jnp.allclose(a, b, rtol=1e-5))}")
     for name, fn in (("sliced", sliced), ("indexed", indexed)):
         t = _time(fn, x, w, sizes, repeats=args.repeats)
         print(f"{name:8s} {t * 1e3:8.3f} ms for {layers} layers = {routed / t / 1e9:7.0f} GB/s over routed bytes "
@@ -189,6 +199,8 @@ def main():
     ap.add_argument("--bandwidth", type=float, default=3.16e12)
     ap.add_argument("--interpret", action="store_true", help="run the kernels in interpret mode (CPU smoke test)")
     ap.add_argument("--small", action="store_true", help="tiny shapes (with --interpret on CPU)")
+    ap.add_argument("--impl", default=None, help="scan part: MoE impl (default pallas_gpu, or its interpret mode)")
+    ap.add_argument("--analyze_only", action="store_true", help="scan part: XLA memory analysis only (any machine)")
     args = ap.parse_args()
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}")
     parts = {"moe": moe_part, "scan": scan_part, "attention": attention_part}

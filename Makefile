@@ -12,6 +12,8 @@ $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[$(EXTRAS)]"
+	# BFCL's own checker; --no-deps because bfcl-eval pins numpy 1.26 while jax 0.11 needs numpy >= 2.1
+	$(PIP) install -q --no-deps "bfcl-eval==2026.3.23"
 	touch $@
 
 setup: $(VENV)/.installed-$(EXTRAS)

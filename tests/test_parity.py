@@ -51,6 +51,14 @@ def test_bfloat16_top1_agreement(case, case_checkpoints):
     assert (top1 == g["hf_logits"].argmax(-1)).mean() >= 0.98
 
 
+def test_long_inputs_run_in_chunks_with_the_same_logits(case_checkpoints):
+    case = CASES[2]
+    g = _golden(case)
+    model = gptoss_jax.load(case_checkpoints[case.name], dtype="float32", show_progress=False)
+    chunked = np.asarray(model(g["tokens"], chunk=8))  # 21 tokens: chunks of 8, 8, 5 (+ padding)
+    assert np.abs(chunked - g["openai_logits"]).max() <= 1e-4
+
+
 def test_parity_catches_a_wrong_model(case_checkpoints):
     """The comparison can fail: one flipped MXFP4 nibble in one expert moves the logits past the tolerance."""
     case = CASES[0]

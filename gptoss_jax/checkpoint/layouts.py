@@ -165,18 +165,19 @@ def locate(path: str) -> Located:
         if not os.path.exists(config):
             raise CheckpointError(f"{folder}: has {len(files)} .safetensors files but no config.json")
         index = os.path.join(folder, HF_INDEX)
-        if os.path.exists(index):
+        if os.path.exists(index):  # sharded: the index names the shards (both layouts ship one for big models)
             try:
                 with open(index) as f:
                     weight_map = json.load(f)["weight_map"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                names = set(weight_map)
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
                 raise CheckpointError(f"{index}: malformed index ({e!r}); expected {{'weight_map': {{...}}}}") from None
-            shards = sorted(set(weight_map.values()))
-            missing = [s for s in shards if not os.path.exists(os.path.join(folder, s))]
+            files = sorted(set(weight_map.values()))
+            missing = [s for s in files if not os.path.exists(os.path.join(folder, s))]
             if missing:
                 raise CheckpointError(f"{index}: lists shard files that are not there: {missing}")
-            return Located(HF, folder, config, tuple(shards))
-        names = set(SafetensorsFile(os.path.join(folder, files[0])).tensors)
+        else:
+            names = set(SafetensorsFile(os.path.join(folder, files[0])).tensors)
         if any(n.startswith("model.") or n == "lm_head.weight" for n in names):
             return Located(HF, folder, config, tuple(files))
         if any(n.startswith("block.") or n in ("embedding.weight", "unembedding.weight") for n in names):

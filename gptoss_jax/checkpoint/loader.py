@@ -2,7 +2,8 @@
 
 Every weight of params.model_specs is filled from its checkpoint rows (layouts.py) with
 jax.make_array_from_callback: each device's callback reads exactly the box of the tensor that device owns, so host
-memory stays O(one tensor shard) and a process reads only the bytes of its own devices. Stacked (per layer-pair)
+memory stays O(one tensor shard) and a process reads only the bytes of its own devices, each box once however many
+of its devices hold a replica of it. Stacked (per layer-pair)
 weights are assembled one layer at a time into a donated buffer, so device memory never holds two copies.
 Everything is checked before anything is read: names, shapes, dtypes, and tensors the config does not account for.
 """
@@ -129,9 +130,14 @@ def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counte
             entry, part = sources[(path, pair)]
             f = ckpt.where[entry.name]
 
+            boxes: dict = {}  # devices holding the same box (replicas) share one read: once per process
+
             def cb(index):
-                arr = f.read(entry.name, index, view_shape=spec.shape, row_offset=part.row_start)
-                return _to_spec_dtype(arr, spec, entry.name, warned)
+                box = tuple((s.start, s.stop) for s in index)
+                if box not in boxes:
+                    arr = f.read(entry.name, index, view_shape=spec.shape, row_offset=part.row_start)
+                    boxes[box] = _to_spec_dtype(arr, spec, entry.name, warned)
+                return boxes[box]
 
             arr = jax.make_array_from_callback(spec.shape, _sharding_for(mesh, spec.axes), cb)
             bar.update(spec.nbytes, entry.name)

@@ -38,11 +38,14 @@ class ByteCounter:
         self._lock = threading.Lock()
         self.total = 0
         self.by_file: dict[str, int] = {}
+        self.by_tensor: dict[str, int] = {}
 
-    def add(self, path: str, n: int) -> None:
+    def add(self, path: str, n: int, tensor: str | None = None) -> None:
         with self._lock:
             self.total += n
             self.by_file[path] = self.by_file.get(path, 0) + n
+            if tensor is not None:
+                self.by_tensor[tensor] = self.by_tensor.get(tensor, 0) + n
 
 
 class TensorInfo:
@@ -144,7 +147,7 @@ class SafetensorsFile:
                                       f"file truncated or changed while loading")
             pos += nbytes
         if self.counter is not None:
-            self.counter.add(self.path, out.nbytes)
+            self.counter.add(self.path, out.nbytes, name)
         return out
 
 

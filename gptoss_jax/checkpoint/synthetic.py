@@ -76,9 +76,9 @@ def write_checkpoint(path: str, cfg: ModelConfig, layout: str = layouts.HF, *, s
                      max_shard_bytes: int = 2 << 30, show_progress: bool = False) -> str:
     """Write a random checkpoint of `cfg` in `layout` ('original' or 'hf') into folder `path`; returns `path`.
 
-    original: config.json (reference field names) + model.safetensors.
-    hf: config.json (HF field names, quantization_config mxfp4) + model-0000i-of-0000N.safetensors shards +
-        model.safetensors.index.json, shards cut at `max_shard_bytes`.
+    original: config.json with the reference implementation's field names; hf: config.json with HF's names and
+    quantization_config mxfp4. Tensors go to one model.safetensors, or, past `max_shard_bytes`, to numbered shards
+    plus model.safetensors.index.json, named as the release names them.
     """
     os.makedirs(path, exist_ok=True)
     entries = layouts.entries(cfg, layout)
@@ -86,28 +86,29 @@ def write_checkpoint(path: str, cfg: ModelConfig, layout: str = layouts.HF, *, s
     bar = Progress(total, f"writing synthetic {layout} checkpoint", unit="B", enabled=show_progress)
     produce = _producer(cfg, seed, entries, bar)
     meta = {"format": "pt", "gptoss_jax_synthetic_seed": str(seed)}
-    decl = lambda es: [(e.name, e.shape, _np_dtype(e.dtype)) for e in es]
-    if layout == layouts.ORIGINAL:
-        with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(cfg.to_original_json(), f, indent=2)
-        write_safetensors(os.path.join(path, "model.safetensors"), decl(entries), produce, meta)
-    else:
-        with open(os.path.join(path, "config.json"), "w") as f:
-            json.dump(cfg.to_hf_json(), f, indent=2)
-        shards: list[list[layouts.TensorEntry]] = [[]]
-        size = 0
-        for e in entries:
-            nbytes = math.prod(e.shape) * _np_dtype(e.dtype).itemsize
-            if shards[-1] and size + nbytes > max_shard_bytes:
-                shards.append([])
-                size = 0
-            shards[-1].append(e)
-            size += nbytes
-        weight_map = {}
-        for i, group in enumerate(shards):
-            fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            write_safetensors(os.path.join(path, fname), decl(group), produce, meta)
-            weight_map.update({e.name: fname for e in group})
+    config = cfg.to_original_json() if layout == layouts.ORIGINAL else cfg.to_hf_json()
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    shards: list[list[layouts.TensorEntry]] = [[]]
+    size = 0
+    for e in entries:
+        nbytes = math.prod(e.shape) * _np_dtype(e.dtype).itemsize
+        if shards[-1] and size + nbytes > max_shard_bytes:
+            shards.append([])
+            size = 0
+        shards[-1].append(e)
+        size += nbytes
+    # file names as the release has them: one model.safetensors when it fits, else numbered shards + an index
+    # (HF: model-00001-of-00014.safetensors; original/: model--00001-of-00007.safetensors)
+    sep = "-" if layout == layouts.HF else "--"
+    weight_map = {}
+    for i, group in enumerate(shards):
+        fname = ("model.safetensors" if len(shards) == 1 else
+                 f"model{sep}{i + 1:05d}-of-{len(shards):05d}.safetensors")
+        write_safetensors(os.path.join(path, fname), [(e.name, e.shape, _np_dtype(e.dtype)) for e in group],
+                          produce, meta)
+        weight_map.update({e.name: fname for e in group})
+    if len(shards) > 1:
         with open(os.path.join(path, layouts.HF_INDEX), "w") as f:
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     bar.close()
@@ -115,8 +116,9 @@ def write_checkpoint(path: str, cfg: ModelConfig, layout: str = layouts.HF, *, s
 
 
 def write_release(path: str, cfg: ModelConfig, *, seed: int = 0, max_shard_bytes: int = 2 << 30,
-                  show_progress: bool = False) -> str:
+                  original_shard_bytes: int = 16 << 30, show_progress: bool = False) -> str:
     """Both layouts of one random model, arranged as the release repository is: HF at the top, original/ below."""
     write_checkpoint(path, cfg, layouts.HF, seed=seed, max_shard_bytes=max_shard_bytes, show_progress=show_progress)
-    write_checkpoint(os.path.join(path, "original"), cfg, layouts.ORIGINAL, seed=seed, show_progress=show_progress)
+    write_checkpoint(os.path.join(path, "original"), cfg, layouts.ORIGINAL, seed=seed,
+                     max_shard_bytes=original_shard_bytes, show_progress=show_progress)
     return path

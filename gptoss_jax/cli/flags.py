@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 
 from absl import flags
+
+from gptoss_jax.cli.distributed_flags import init_distributed
 
 FLAGS = flags.FLAGS
 
@@ -16,14 +20,27 @@ flags.DEFINE_integer("seed", 0, "Seed of the synthetic checkpoint (and of sampli
 flags.DEFINE_string("synthetic_dir", os.path.join(os.path.expanduser("~"), ".cache", "gptoss_jax", "synthetic"),
                     "Where synthetic checkpoints are written.")
 flags.DEFINE_string("mesh", None, "Mesh shape 'data,expert,tensor' over all devices, e.g. '1,8,1'; default: one "
-                    "device.")
+                    "device (in a multi-process job: every device on the expert axis).")
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
 flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul implementation: auto, reference, or a kernel name.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
 
 
+def model_mesh():
+    """The mesh --mesh describes: over all devices of the job, or over this replica's devices (--replicas > 1)."""
+    from gptoss_jax import distributed, sharding
+
+    if FLAGS.replicas == 1:
+        if FLAGS.mesh is None and distributed.is_initialized():
+            return sharding.make_mesh(None)  # several processes: no single device could hold the model
+        return None if FLAGS.mesh is None else sharding.make_mesh(FLAGS.mesh)
+    devices = distributed.replica_info(FLAGS.replicas).devices()
+    return sharding.make_mesh(FLAGS.mesh or (1, len(devices), 1), devices)
+
+
 def synthetic_checkpoint(preset: str, seed: int, root: str, *, show_progress: bool = True) -> str:
     """Path of the synthetic release-style checkpoint for (preset, seed), written on first use."""
+    from gptoss_jax import distributed
     from gptoss_jax.checkpoint import synthetic
     from gptoss_jax.config import get_config
 
@@ -31,18 +48,27 @@ def synthetic_checkpoint(preset: str, seed: int, root: str, *, show_progress: bo
     path = os.path.join(root, f"{cfg.name}-seed{seed}")
     if not os.path.exists(os.path.join(path, "config.json")):
         logging.info("writing synthetic %s checkpoint to %s", cfg.name, path)
-        tmp = path + ".partial"
-        synthetic.write_checkpoint(tmp, cfg, seed=seed, show_progress=show_progress)
-        os.replace(tmp, path)
+        # every process of a job may write it (hosts need not share a disk): each into its own folder, first wins
+        tmp = f"{path}.partial-{socket.gethostname()}-{os.getpid()}"
+        synthetic.write_checkpoint(tmp, cfg, seed=seed, show_progress=show_progress and distributed.is_main())
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not os.path.exists(os.path.join(path, "config.json")):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
-def load_model():
-    """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel)."""
+def load_model(counter=None):
+    """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel); joins the multi-process
+    job first if the CLI entry point has not. counter: a ByteCounter of the checkpoint bytes this process reads."""
     import gptoss_jax
     from gptoss_jax import kernels
 
+    init_distributed()
     kernels.set_impl(FLAGS.moe_impl)
     path = FLAGS.checkpoint or synthetic_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
                                                     show_progress=FLAGS.progress)
-    return gptoss_jax.load(path, mesh=FLAGS.mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress)
+    return gptoss_jax.load(path, mesh=model_mesh(), dtype=FLAGS.dtype, show_progress=FLAGS.progress,
+                           counter=counter)

@@ -42,8 +42,21 @@ def run(argv: list[str] | None = None) -> None:
 
     from absl import app
 
+    from gptoss_jax.cli import distributed_flags  # --coordinator_address, --num_processes, ... on every subcommand
+
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU here" is not news
-    app.run(module.main, argv=[f"gptoss {sub}"] + argv[2:])
+
+    def main(args):
+        from gptoss_jax.distributed import DistributedError
+
+        try:  # join the multi-process job (if any) before anything uses a device
+            distributed_flags.init_distributed()
+        except DistributedError as e:
+            print(f"gptoss {sub}: {e}", file=sys.stderr)
+            sys.exit(1)
+        return module.main(args)
+
+    app.run(main, argv=[f"gptoss {sub}"] + argv[2:])
 
 
 if __name__ == "__main__":

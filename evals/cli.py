@@ -1,0 +1,237 @@
+"""`gptoss eval` / `python -m evals.cli`: run an eval sweep and print the table.
+
+Examples::
+
+    # any OpenAI-compatible server (vLLM, SGLang, Ollama, a hosted provider)
+    python -m evals.cli --tasks=aime2025,gpqa_diamond --base_url=http://localhost:8000/v1 \
+        --model=openai/gpt-oss-120b --concurrency=32
+    # the in-process JAX engine: one flag
+    python -m evals.cli --tasks=aime2025,gpqa_diamond --backend=local --model=/ckpt/gpt-oss-120b
+    # a sweep file; flags override it
+    python -m evals.cli --config=configs/evals/model_card.yaml --limit=20
+
+Flags are defined at module level (absl). `main(argv)` parses them if the caller has not already.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+# what to run
+flags.DEFINE_list("tasks", [], "Comma-separated task names (see --list_tasks).")
+flags.DEFINE_list("reasoning_efforts", ["low", "medium", "high"], "Reasoning efforts to sweep: low, medium, high.")
+flags.DEFINE_integer("repeats", None, "Runs per question (default: each task's own, 8 for AIME and GPQA).")
+flags.DEFINE_integer("limit", None, "Only the first N questions of each task.")
+flags.DEFINE_string("config", None, "Sweep file (configs/evals/*.json|yaml); flags given explicitly override it.")
+flags.DEFINE_bool("list_tasks", False, "Print the task registry and exit.")
+# sampling
+flags.DEFINE_list("temperature", ["1.0"], "Temperatures to sweep (gpt-oss recommends 1.0).")
+flags.DEFINE_list("top_p", ["1.0"], "top_p values to sweep.")
+flags.DEFINE_integer("max_tokens", None, "Completion token limit per request (default: the server's).")
+flags.DEFINE_integer("seed", 0, "Base seed; each sample gets a seed derived from it and its key. -1: no seed.")
+# backend
+flags.DEFINE_enum("backend", "endpoint", ["endpoint", "local"], "Where the model runs.")
+flags.DEFINE_string("base_url", None, "OpenAI-compatible endpoint, e.g. http://localhost:8000/v1.")
+flags.DEFINE_string("api_key", None, "API key (default: $OPENAI_API_KEY; 'EMPTY' for local servers).")
+flags.DEFINE_string("model", None, "Model name at the endpoint, or checkpoint/preset for --backend=local.")
+flags.DEFINE_integer("concurrency", 8, "Requests in flight at once (endpoint).")
+flags.DEFINE_integer("max_retries", 4, "Retries per request on timeouts, connection errors, 429 and 5xx.")
+flags.DEFINE_float("backoff_initial_s", 1.0, "First retry delay cap (exponential backoff with full jitter).")
+flags.DEFINE_float("backoff_max_s", 60.0, "Largest retry delay.")
+flags.DEFINE_float("timeout_s", 600.0, "Per-request timeout in seconds.")
+flags.DEFINE_enum("reasoning_effort_param", "reasoning_effort",
+                  ["reasoning_effort", "reasoning", "chat_template_kwargs", "system", "none"],
+                  "How the endpoint takes the reasoning effort (see evals/backends/endpoint.py).")
+flags.DEFINE_multi_string("backend_arg", [], "key=value passed to the backend verbatim (repeatable).")
+# grader model (SimpleQA, HealthBench)
+flags.DEFINE_enum("grader_backend", "endpoint", ["endpoint", "local"], "Backend of the grader model.")
+flags.DEFINE_string("grader_base_url", None, "Grader endpoint (default: --base_url).")
+flags.DEFINE_string("grader_api_key", None, "Grader API key (default: --api_key).")
+flags.DEFINE_string("grader_model", None, "Grader model name; required by simpleqa and healthbench.")
+flags.DEFINE_enum("grader_reasoning_effort", "low", ["low", "medium", "high"], "Reasoning effort of the grader.")
+flags.DEFINE_integer("grade_workers", 4, "Samples graded in parallel (code runs, grader calls).")
+flags.DEFINE_float("code_timeout_s", 10.0, "Wall-clock limit for running one code sample's tests.")
+# output, resume, replicas
+flags.DEFINE_string("output_dir", None, "Run directory (default: runs/evals/<config name or 'sweep'>).")
+flags.DEFINE_bool("resume", True, "Skip samples already recorded in --output_dir (safe after a crash).")
+flags.DEFINE_bool("rerun_failed", True, "On resume, run again the samples recorded as failed.")
+flags.DEFINE_integer("replica_index", None, "This data-parallel replica (default: $GPTOSS_REPLICA_INDEX or 0).")
+flags.DEFINE_integer("replica_count", None, "Number of replicas (default: $GPTOSS_REPLICA_COUNT or 1).")
+flags.DEFINE_bool("report_only", False, "Do not run; rebuild the table and reports from --output_dir.")
+flags.DEFINE_bool("progress", True, "Show a progress bar with ETA on stderr.")
+# cost
+flags.DEFINE_float("price_prompt", 0.15, "USD per million prompt tokens.")
+flags.DEFINE_float("price_completion", 0.60, "USD per million completion tokens.")
+flags.DEFINE_float("price_cached", 0.014, "USD per million cached prompt tokens.")
+flags.DEFINE_float("device_hourly_rate", 0.0, "USD per device-hour (local engine cost).")
+# data
+flags.DEFINE_string("cache_dir", None, "Dataset cache (default: $GPTOSS_EVALS_CACHE or ~/.cache/gptoss_jax/evals).")
+flags.DEFINE_bool("offline", False, "Never download; fail clearly when a dataset is not cached.")
+
+
+def _given(name: str) -> bool:
+    return FLAGS[name].present > 0
+
+
+def _pick(name: str, file_value, default=None):
+    if _given(name) or file_value is None:
+        v = FLAGS[name].value
+        return default if v is None else v
+    return file_value
+
+
+def _floats(name: str) -> list[float]:
+    try:
+        return [float(v) for v in FLAGS[name].value]
+    except ValueError as e:
+        raise SystemExit(f"--{name}: expected comma-separated numbers, got {FLAGS[name].value}") from e
+
+
+def _kv(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise SystemExit(f"--backend_arg={p!r}: expected key=value")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def list_tasks() -> str:
+    from evals.registry import TASKS  # noqa: PLC0415
+    lines = [f"{'task':<20} {'category':<22} {'benchmark':<24} {'strategy':<18} grader"]
+    for n, s in TASKS.items():
+        lines.append(f"{n:<20} {s.category:<22} {s.benchmark:<24} {s.strategy.label():<18} {s.grader}")
+    return "\n".join(lines)
+
+
+def build(file_cfg: dict):
+    """Flags + sweep file -> (SweepConfig, BackendConfig, grader BackendConfig | None, Prices, name)."""
+    from evals.backends.base import BackendConfig, Sampling  # noqa: PLC0415
+    from evals.config import sampling_grid  # noqa: PLC0415
+    from evals.report import Prices  # noqa: PLC0415
+    from evals.runner import SweepConfig, TaskOverride  # noqa: PLC0415
+
+    tasks = tuple(_pick("tasks", file_cfg.get("tasks")) or ())
+    efforts = tuple(e.strip() for e in _pick("reasoning_efforts", file_cfg.get("reasoning_efforts")))
+    if _given("temperature") or _given("top_p") or _given("max_tokens") or "sampling" not in file_cfg:
+        sampling = tuple(Sampling(temperature=t, top_p=p, max_tokens=FLAGS.max_tokens)
+                         for t in _floats("temperature") for p in _floats("top_p"))
+    else:
+        sampling = sampling_grid(file_cfg["sampling"])
+    seed = _pick("seed", file_cfg.get("seed"))
+    overrides = {k: TaskOverride(**v) for k, v in (file_cfg.get("task_overrides") or {}).items()}
+    replica_index = FLAGS.replica_index if FLAGS.replica_index is not None else int(
+        os.environ.get("GPTOSS_REPLICA_INDEX", 0))
+    replica_count = FLAGS.replica_count if FLAGS.replica_count is not None else int(
+        os.environ.get("GPTOSS_REPLICA_COUNT", 1))
+    sweep = SweepConfig(tasks=tasks, efforts=efforts, repeats=_pick("repeats", file_cfg.get("repeats")),
+                        sampling=sampling, limit=_pick("limit", file_cfg.get("limit")),
+                        seed=None if seed == -1 else seed, overrides=overrides, replica_index=replica_index,
+                        replica_count=replica_count, timeout_s=FLAGS.timeout_s)
+    b = dict(file_cfg.get("backend") or {})
+    backend = BackendConfig(
+        kind=_pick("backend", b.get("kind")), model=_pick("model", b.get("model"), ""),
+        base_url=_pick("base_url", b.get("base_url")),
+        api_key=FLAGS.api_key or b.get("api_key") or os.environ.get("OPENAI_API_KEY"),
+        concurrency=_pick("concurrency", b.get("concurrency")), max_retries=_pick("max_retries", b.get("max_retries")),
+        backoff_initial_s=FLAGS.backoff_initial_s, backoff_max_s=FLAGS.backoff_max_s, timeout_s=FLAGS.timeout_s,
+        reasoning_effort_param=_pick("reasoning_effort_param", b.get("reasoning_effort_param")),
+        extra={**{k: str(v) for k, v in (b.get("extra") or {}).items()}, **_kv(FLAGS.backend_arg)})
+    g = dict(file_cfg.get("grader") or {})
+    grader_model = _pick("grader_model", g.get("model"))
+    grader = None
+    if grader_model:
+        grader = dataclasses.replace(
+            backend, kind=_pick("grader_backend", g.get("kind")), model=grader_model,
+            base_url=_pick("grader_base_url", g.get("base_url")) or backend.base_url,
+            api_key=FLAGS.grader_api_key or g.get("api_key") or backend.api_key, reasoning_effort_param="reasoning_effort")
+    p = dict(file_cfg.get("prices") or {})
+    prices = Prices(prompt=_pick("price_prompt", p.get("prompt")), completion=_pick("price_completion",
+                                                                                     p.get("completion")),
+                    cached=_pick("price_cached", p.get("cached")),
+                    device_hour=_pick("device_hourly_rate", p.get("device_hour")))
+    name = file_cfg.get("name") or (Path(FLAGS.config).stem if FLAGS.config else "sweep")
+    return sweep, backend, grader, prices, name
+
+
+def write_reports(out_dir: Path, prices, task_order, meta: dict) -> str:
+    from evals import html_report, records, report  # noqa: PLC0415
+    recs = records.load_records(records.record_files(out_dir))
+    rows = report.summarize(recs, prices, task_order)
+    (out_dir / "summary.json").write_text(report.to_json(rows, meta), encoding="utf-8")
+    (out_dir / "summary.md").write_text(report.to_markdown(rows), encoding="utf-8")
+    (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta), encoding="utf-8")
+    return report.to_text(rows)
+
+
+def run(argv=None) -> int:
+    from evals.backends import BackendFatalError, make_backend  # noqa: PLC0415
+    from evals.config import ConfigError, load_file  # noqa: PLC0415
+    from evals.data import DatasetUnavailable, default_cache_dir  # noqa: PLC0415
+    from evals.graders import GradeContext  # noqa: PLC0415
+    from evals.registry import UnknownTask  # noqa: PLC0415
+    from evals.runner import SweepError, run_sweep, summarize_outcome  # noqa: PLC0415
+    from evals import records  # noqa: PLC0415
+
+    if FLAGS.list_tasks:
+        print(list_tasks())
+        return 0
+    try:
+        file_cfg = load_file(FLAGS.config) if FLAGS.config else {}
+        sweep, bcfg, gcfg, prices, name = build(file_cfg)
+        out_dir = Path(FLAGS.output_dir or Path("runs") / "evals" / name)
+        meta = {"name": name, "backend": bcfg.describe(), "efforts": list(sweep.efforts),
+                "tasks": list(sweep.tasks), "prices_per_million": [prices.prompt, prices.completion, prices.cached],
+                "device_hourly_rate": prices.device_hour, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if not FLAGS.report_only:
+            sweep.validate()
+            if not FLAGS.resume and records.record_files(out_dir):
+                raise SweepError(f"{out_dir} already holds records; pass --resume to continue that run or choose "
+                                 "another --output_dir")
+            backend = make_backend(bcfg)
+            grader = make_backend(gcfg) if gcfg else None
+            ctx = GradeContext(grader_backend=grader, code_timeout_s=FLAGS.code_timeout_s,
+                               grader_reasoning_effort=FLAGS.grader_reasoning_effort)
+            cache_dir = Path(FLAGS.cache_dir) if FLAGS.cache_dir else default_cache_dir()
+            try:
+                outcome = run_sweep(sweep, backend, out_dir, cache_dir=cache_dir, offline=FLAGS.offline,
+                                    grade_ctx=ctx, rerun_failed=FLAGS.rerun_failed, grade_workers=FLAGS.grade_workers,
+                                    progress=FLAGS.progress, log=lambda m: print(m, file=sys.stderr))
+            finally:
+                backend.close()
+                if grader is not None:
+                    grader.close()
+            print(summarize_outcome(outcome), file=sys.stderr)
+        elif not records.record_files(out_dir):
+            raise SweepError(f"--report_only: no records in {out_dir}")
+        print(write_reports(out_dir, prices, sweep.tasks, meta))
+        print(f"\nreports: {out_dir / 'summary.md'}, {out_dir / 'summary.json'}, {out_dir / 'report.html'}",
+              file=sys.stderr)
+        return 0
+    except (ConfigError, SweepError, UnknownTask, DatasetUnavailable, BackendFatalError) as e:
+        print(f"gptoss eval: error: {e}", file=sys.stderr)
+        return 2
+
+
+def main(argv=None) -> int:
+    """Entry point for `gptoss eval` and `python -m evals.cli`."""
+    if not FLAGS.is_parsed():
+        FLAGS(list(argv) if argv is not None else sys.argv)
+    return run(argv)
+
+
+def _absl_main(argv):
+    sys.exit(run(argv))
+
+
+if __name__ == "__main__":
+    app.run(_absl_main)

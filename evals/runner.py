@@ -1,0 +1,308 @@
+"""Sweeps: tasks x reasoning efforts x sampling points x repeats, resumable, split across replicas.
+
+Every work item has a key ``task|effort|sampling|sample_id|repeat``. Before running, the records already in the
+output directory are read and every key with a finished record (status ``ok``; ``failed`` too unless
+``rerun_failed``) is skipped, so rerunning the same command after a crash (even ``kill -9``) neither repeats nor
+loses a finished sample. With ``replica_count`` N > 1, replica i runs the keys whose sha256 is i mod N and writes its
+own records file; the report merges all files in the directory.
+
+Flow: the backend's ``complete_many`` streams results as they finish; each result is graded on a thread pool
+(graders may run code or call a grader model) and its record is appended by the main thread, one fsynced line each.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import queue
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from evals import records as rec_io
+from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
+from evals.graders import GradeContext, grade
+from evals.prompts import build_messages
+from evals.registry import LoadedTask, get_task, load_task
+from evals.spec import Sample, TaskSpec
+
+
+class SweepError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskOverride:
+    repeats: int | None = None
+    limit: int | None = None
+    max_tokens: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepConfig:
+    tasks: tuple[str, ...]
+    efforts: tuple[str, ...] = ("low", "medium", "high")
+    repeats: int | None = None  # None: each task's default (8 for AIME and GPQA, as OpenAI runs them)
+    sampling: tuple[Sampling, ...] = (Sampling(),)
+    limit: int | None = None
+    seed: int | None = 0
+    overrides: Mapping[str, TaskOverride] = dataclasses.field(default_factory=dict)
+    replica_index: int = 0
+    replica_count: int = 1
+    timeout_s: float | None = None
+
+    def validate(self) -> None:
+        if not self.tasks:
+            raise SweepError("no tasks given: pass --tasks (comma-separated) or a config file with 'tasks'")
+        for t in self.tasks:
+            get_task(t)
+        bad = [e for e in self.efforts if e not in REASONING_EFFORTS]
+        if bad or not self.efforts:
+            raise SweepError(f"reasoning efforts {bad or '[]'} invalid; expected a non-empty subset of "
+                             f"{REASONING_EFFORTS}")
+        if self.repeats is not None and self.repeats < 1:
+            raise SweepError(f"repeats must be >= 1, got {self.repeats}")
+        if self.limit is not None and self.limit < 1:
+            raise SweepError(f"limit must be >= 1, got {self.limit}")
+        if not (0 <= self.replica_index < self.replica_count):
+            raise SweepError(f"replica index {self.replica_index} is not in [0, {self.replica_count})")
+        unknown = set(self.overrides) - set(self.tasks)
+        if unknown:
+            raise SweepError(f"task_overrides name tasks not in the sweep: {sorted(unknown)}")
+        if not self.sampling:
+            raise SweepError("no sampling points")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkItem:
+    key: str
+    spec: TaskSpec
+    sample: Sample
+    effort: str
+    sampling: Sampling
+    repeat: int
+    messages: tuple[dict[str, Any], ...]
+
+    def request(self, timeout_s: float | None) -> Request:
+        return Request(id=self.key, messages=self.messages, tools=self.sample.tools, reasoning_effort=self.effort,
+                       sampling=self.sampling, timeout_s=timeout_s,
+                       metadata={"task": self.spec.name, "sample_id": self.sample.id})
+
+
+def work_key(task: str, effort: str, sampling: Sampling, sample_id: str, repeat: int) -> str:
+    return f"{task}|{effort}|{sampling.key()}|{sample_id}|{repeat}"
+
+
+def _hash_int(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+
+def replica_of(key: str, count: int) -> int:
+    return _hash_int(key) % count
+
+
+def plan(config: SweepConfig, loaded: Mapping[str, LoadedTask]) -> list[WorkItem]:
+    """All work items of this replica, in a deterministic order (task, effort, sampling, sample, repeat)."""
+    items = []
+    for name in config.tasks:
+        lt = loaded[name]
+        spec = lt.spec
+        ov = config.overrides.get(name, TaskOverride())
+        repeats = ov.repeats or config.repeats or spec.default_repeats
+        limit = ov.limit or config.limit
+        samples = lt.samples[:limit] if limit else lt.samples
+        messages = {s.id: tuple(build_messages(spec, s, lt.fewshot_pool)) for s in samples}
+        for effort in config.efforts:
+            for base in config.sampling:
+                max_tokens = ov.max_tokens or base.max_tokens or spec.default_max_tokens
+                for s in samples:
+                    for r in range(repeats):
+                        sampling = dataclasses.replace(base, max_tokens=max_tokens)
+                        key = work_key(name, effort, sampling, s.id, r)
+                        if config.replica_count > 1 and replica_of(key, config.replica_count) != config.replica_index:
+                            continue
+                        if config.seed is not None:
+                            sampling = dataclasses.replace(sampling, seed=(config.seed + _hash_int(key)) % (2 ** 31))
+                        items.append(WorkItem(key, spec, s, effort, sampling, r, messages[s.id]))
+    return items
+
+
+def make_record(item: WorkItem, result: Result, grade_obj, backend_info: Mapping[str, Any],
+                replica: tuple[int, int]) -> dict[str, Any]:
+    failed_run = not result.ok
+    failed = failed_run or grade_obj is None or grade_obj.error is not None
+    if failed_run:
+        error = f"run: {result.error}"
+    elif grade_obj is not None and grade_obj.error is not None:
+        error = f"grade: {grade_obj.error}"
+    else:
+        error = None
+    started = result.started_at if result.started_at is not None else time.time() - result.latency_s
+    return {
+        "v": rec_io.RECORD_VERSION,
+        "key": item.key,
+        "task": item.spec.name,
+        "benchmark": item.spec.benchmark,
+        "category": item.spec.category,
+        "strategy": item.spec.strategy.label(),
+        "reasoning_effort": item.effort,
+        "sampling_key": item.sampling.key(),
+        "sampling": item.sampling.to_dict(),
+        "sample_id": item.sample.id,
+        "repeat": item.repeat,
+        "status": "failed" if failed else "ok",
+        "error": error,
+        "prompt": list(item.messages),
+        "tools": [t["function"]["name"] for t in item.sample.tools] if item.sample.tools else [],
+        "output": {"content": result.content, "reasoning": result.reasoning,
+                   "tool_calls": [tc.to_dict() for tc in result.tool_calls], "finish_reason": result.finish_reason},
+        "target": _record_target(item),
+        "parsed": None if grade_obj is None else _jsonable(grade_obj.parsed),
+        "score": None if failed else grade_obj.score,
+        "grade_details": {} if grade_obj is None else _jsonable(grade_obj.details),
+        "usage": result.usage_dict(),
+        "grader_usage": {} if grade_obj is None else dict(grade_obj.grader_usage),
+        "latency_s": result.latency_s,
+        "device_seconds": result.device_seconds,
+        "attempts": result.attempts,
+        "started_at": started,
+        "ended_at": started + result.latency_s,
+        "backend": dict(backend_info),
+        "replica": list(replica),
+    }
+
+
+def _record_target(item: WorkItem) -> Any:
+    t = item.sample.target
+    if item.spec.grader == "humaneval":  # the test code is in the dataset; keep records small
+        return {"entry_point": t.get("entry_point")}
+    return _jsonable(t)
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return str(x)
+
+
+@dataclasses.dataclass
+class SweepOutcome:
+    planned: int
+    skipped: int
+    ran: int
+    failed: int
+    records_path: Path
+
+
+def _progress(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc="eval", unit="sample", file=sys.stderr, disable=not enabled, dynamic_ncols=True,
+                smoothing=0.05)
+
+
+def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir: Path, offline: bool = False,
+              grade_ctx: GradeContext | None = None, rerun_failed: bool = True, grade_workers: int = 4,
+              progress: bool = True, log=print) -> SweepOutcome:
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grade_ctx = grade_ctx or GradeContext()
+    loaded = {name: load_task(get_task(name), cache_dir=cache_dir, offline=offline) for name in config.tasks}
+    for name in config.tasks:
+        if get_task(name).grader in ("simpleqa", "rubric") and grade_ctx.grader_backend is None:
+            raise SweepError(f"task {name!r} is graded by a grader model: pass --grader_model (with "
+                             "--grader_base_url for an endpoint) or --grader_backend=local")
+    items = plan(config, loaded)
+    path = rec_io.records_path(out_dir, config.replica_index, config.replica_count)
+    existing = rec_io.load_records(rec_io.record_files(out_dir))
+    done = {k for k, r in existing.items() if r.get("status") == "ok" or (r.get("status") == "failed" and
+                                                                           not rerun_failed)}
+    todo = [it for it in items if it.key not in done]
+    skipped = len(items) - len(todo)
+    if skipped:
+        log(f"resume: {skipped} of {len(items)} samples already recorded in {out_dir}; running {len(todo)}")
+    outcome = SweepOutcome(planned=len(items), skipped=skipped, ran=0, failed=0, records_path=path)
+    if not todo:
+        return outcome
+    by_key = {it.key: it for it in todo}
+    backend_info = backend.describe()
+    replica = (config.replica_index, config.replica_count)
+    results: "queue.Queue[tuple[str, Any]]" = queue.Queue()
+    stop = threading.Event()
+
+    def produce() -> None:
+        gen = backend.complete_many(it.request(config.timeout_s) for it in todo)
+        try:
+            with ThreadPoolExecutor(max_workers=grade_workers, thread_name_prefix="grade") as pool:
+                for rid, result in gen:
+                    if stop.is_set():
+                        break
+                    item = by_key[rid]
+
+                    def job(item=item, result=result):
+                        try:
+                            g = grade(item.spec, item.sample, result, grade_ctx) if result.ok else None
+                            results.put(("record", make_record(item, result, g, backend_info, replica)))
+                        except BaseException as e:  # noqa: BLE001
+                            results.put(("error", e))
+                    pool.submit(job)
+        except BaseException as e:  # noqa: BLE001 - forwarded to the main thread
+            results.put(("fatal", e))
+        finally:
+            gen.close()
+            results.put(("end", None))
+
+    bar = _progress(len(todo), progress)
+    producer = threading.Thread(target=produce, name="sweep-producer", daemon=True)
+    ok = 0
+    with rec_io.RecordWriter(path) as writer:
+        producer.start()
+        try:
+            while True:
+                kind, payload = results.get()
+                if kind == "record":
+                    writer.write(payload)
+                    outcome.ran += 1
+                    if payload["status"] == "failed":
+                        outcome.failed += 1
+                        if outcome.failed <= 5:
+                            log(f"sample failed ({payload['task']} {payload['sample_id']}): {payload['error']}")
+                    else:
+                        ok += 1
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(failed=outcome.failed, refresh=False)
+                elif kind == "error":
+                    raise payload
+                elif kind == "fatal":
+                    raise payload
+                elif kind == "end":
+                    break
+        finally:
+            stop.set()
+            if bar is not None:
+                bar.close()
+    producer.join(timeout=5)
+    return outcome
+
+
+def iter_task_names(config: SweepConfig) -> Iterator[str]:
+    yield from config.tasks
+
+
+def summarize_outcome(o: SweepOutcome) -> str:
+    return (f"{o.ran} samples ran ({o.failed} failed), {o.skipped} already done, {o.planned} planned; "
+            f"records: {o.records_path}")
+
+
+def parse_efforts(values: Sequence[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for v in values if v.strip())

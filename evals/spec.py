@@ -1,0 +1,75 @@
+"""What a task is, as data: `TaskSpec` (one per benchmark) and `Sample` (one per question).
+
+A TaskSpec names its data tables (each with alternative sources), the function that turns raw rows into Samples (``parser``), the prompting
+strategy, the prompt template, the answer extractor and the grader. Strategies, extractors and graders are looked up
+by name in their registries (prompts.py, extract.py, graders/), so a variant of a task is
+``dataclasses.replace(spec, strategy=...)``, not new code.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
+
+from evals.data.sources import Source
+
+CATEGORIES = ("Coding", "General Knowledge", "Email Classification", "Reasoning", "Hallucinations", "Mathematics",
+              "Instruction Following", "Ethics", "Health", "Function Calling")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """One question.
+
+    id: stable within the task (used in resume keys). fields: values for the prompt template. target: the gold
+    answer in whatever form the grader expects. messages: a whole conversation, for tasks whose prompt is one
+    (HealthBench); when set, the template is not used. tools: OpenAI function tools offered to the model (BFCL).
+    """
+
+    id: str
+    fields: Mapping[str, Any]
+    target: Any
+    messages: tuple[Mapping[str, Any], ...] | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    meta: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Strategy:
+    """How the prompt is built: ``zero-shot``, ``few-shot`` (``shots`` worked examples before the question, drawn
+    deterministically from the task's ``fewshot`` data table, or if it has none from the other samples) or
+    ``chain-of-thought`` (the template asks for step-by-step reasoning before the answer line)."""
+
+    kind: str = "zero-shot"
+    shots: int = 0
+
+    def label(self) -> str:
+        if self.kind == "few-shot":
+            return f"few-shot ({self.shots})"
+        return self.kind
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    benchmark: str
+    category: str
+    data: Mapping[str, tuple[Source, ...]]  # table name -> alternative sources; "main" holds the questions
+    parser: Callable[[Mapping[str, Sequence[Mapping[str, Any]]]], list[Sample]]
+    template: str
+    extractor: str
+    grader: str
+    strategy: Strategy = Strategy()
+    system: str | None = None
+    fewshot_answer_template: str = ""
+    grader_options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    license: str = ""
+    description: str = ""
+    default_repeats: int = 1
+    default_max_tokens: int | None = None
+    needs: tuple[str, ...] = ()  # import names of optional packages the grader needs (checked up front)
+
+    def __post_init__(self):
+        if "main" not in self.data:
+            raise ValueError(f"task {self.name!r}: data needs a 'main' table")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"task {self.name!r}: category {self.category!r} is not one of {CATEGORIES}")

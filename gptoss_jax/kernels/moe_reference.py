@@ -15,24 +15,34 @@ from gptoss_jax.kernels.groups import row_tile, visit_schedule
 from gptoss_jax.mxfp4 import Mxfp4Weight, unpack
 
 
-def expert_weight(w, g, dtype) -> jax.Array:
-    """Expert g of w as a dense [N, K] array in `dtype` (dequantized if packed)."""
+def _index(a: jax.Array, layer, g) -> jax.Array:
+    """a[g], or a[layer, g] for weights stacked over layers: ONE dynamic slice, which XLA fuses into its consumer
+    (slicing the layer first would materialize the layer's whole expert tensor)."""
+    if layer is None:
+        return lax.dynamic_index_in_dim(a, g, 0, keepdims=False)
+    start = (layer, g) + (0,) * (a.ndim - 2)
+    return lax.dynamic_slice(a, start, (1, 1, *a.shape[2:]))[0, 0]
+
+
+def expert_weight(w, g, dtype, layer=None) -> jax.Array:
+    """Expert g (of layer `layer` when w is stacked over layers) as a dense [N, K] array in `dtype`."""
     if isinstance(w, Mxfp4Weight):
-        blocks = lax.dynamic_index_in_dim(w.blocks, g, 0, keepdims=False)
-        scales = lax.dynamic_index_in_dim(w.scales, g, 0, keepdims=False)
-        return unpack(blocks, scales, dtype)
-    return lax.dynamic_index_in_dim(w, g, 0, keepdims=False).astype(dtype)
+        return unpack(_index(w.blocks, layer, g), _index(w.scales, layer, g), dtype)
+    return _index(w, layer, g).astype(dtype)
 
 
-def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: int | None = None) -> jax.Array:
+def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: int | None = None,
+                            layer=None) -> jax.Array:
     """out[m] = x[m] @ W[group(m)].T for rows inside the groups; rows past sum(group_sizes) give zeros.
 
     x [M, K] (bf16 or f32: the compute dtype), w Mxfp4Weight [G, N, K] or a dense [G, N, K] array,
-    group_sizes [G] int32 (rows sorted by group). Returns float32 [M, N].
+    group_sizes [G] int32 (rows sorted by group). With `layer` (an int32 scalar), w is stacked over layers,
+    [P, G, N, K], and layer `layer` is used. Returns float32 [M, N].
     """
     m, k = x.shape
     n_groups = group_sizes.shape[0]
-    n = (w.blocks.shape[1] if isinstance(w, Mxfp4Weight) else w.shape[1])
+    lead = 0 if layer is None else 1
+    n = (w.blocks.shape[1 + lead] if isinstance(w, Mxfp4Weight) else w.shape[1 + lead])
     tm = tile_m or row_tile(m)
     m_pad = -(-m // tm) * tm
     xp = jnp.pad(x, ((0, m_pad - m), (0, 0)))
@@ -46,7 +56,7 @@ def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: 
             rows = tile * tm + jnp.arange(tm)
             mine = (rows >= sched.starts[g]) & (rows < sched.ends[g])
             xt = lax.dynamic_slice_in_dim(xp, tile * tm, tm, 0)
-            wt = expert_weight(w, g, x.dtype)
+            wt = expert_weight(w, g, x.dtype, layer)
             y = jnp.einsum("mk,nk->mn", xt, wt, preferred_element_type=jnp.float32, precision=precision)
             y = jnp.where(mine[:, None], y, 0.0)
             acc = lax.dynamic_slice_in_dim(out, tile * tm, tm, 0)

@@ -4,7 +4,8 @@ One core, `attend`, serves every case: a plain forward (keys = the chunk itself)
 engine (keys = a sliding layer's ring buffer plus the chunk, or a full layer's cache). Keys carry their absolute
 positions; a key is visible to a query iff 0 <= k_pos <= q_pos (and q_pos - window < k_pos on sliding layers).
 Softmax runs over [scores, sink] in float32 and the sink column is dropped, online over key blocks so memory stays
-bounded for long caches.
+bounded for long caches. Decode steps on one device can instead take a Pallas kernel that reads the cache in place
+(kernels.decode_attention; switch: kernels.set_attention_impl, "xla" everywhere but on a GPU backend).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gptoss_jax import sharding
+from gptoss_jax import kernels, sharding
 from gptoss_jax.config import ModelConfig
 from gptoss_jax.model.common import param_from_spec, rms_norm
 from gptoss_jax.model.rope import apply_rope, rope_cos_sin
@@ -113,29 +114,44 @@ class Attention(nn.Module):
         v = v.astype(dt)
         window = cfg.sliding_window if self.sliding else None
 
-        new_cache = None
+        new_cache, out = None, None
+        # decode step (one token a row) on one device: the kernel reads the cache in place, valid slots only
+        kernel = kernels.resolve_attention_impl() if cache is not None and x.shape[1] == 1 else "xla"
+        kernel = kernel if mesh is None or mesh.size == 1 else "xla"
         if cache is None:
             keys, vals, k_pos = k, v, positions
         elif self.sliding:
             ring_k, ring_v, layer = cache                      # [P, B, W, Nkv, D] for all sliding layers
             w = ring_k.shape[2]
-            keys = jnp.concatenate([ring_k[layer].astype(dt), k], axis=1)
-            vals = jnp.concatenate([ring_v[layer].astype(dt), v], axis=1)
-            k_pos = jnp.concatenate([ring_positions(positions[:, 0], w), positions], axis=1)
             keep = (positions >= 0) & (positions > positions.max(axis=1, keepdims=True) - w)
             slot = jnp.where(keep, jnp.mod(positions, w), w)   # only the last w of the chunk survive
             new_cache = (_write(ring_k, layer, slot, k), _write(ring_v, layer, slot, v))
+            if kernel != "xla":
+                # with the new token written, the ring holds exactly the window: slots [0, min(pos + 1, W))
+                hi = jnp.clip(positions[:, 0] + 1, 0, w)
+                out = kernels.decode_attention(q[:, 0], *new_cache, layer, jnp.zeros_like(hi), hi, p("sinks"),
+                                               impl=kernel)[:, None]
+            else:
+                keys = jnp.concatenate([ring_k[layer].astype(dt), k], axis=1)
+                vals = jnp.concatenate([ring_v[layer].astype(dt), v], axis=1)
+                k_pos = jnp.concatenate([ring_positions(positions[:, 0], w), positions], axis=1)
         else:
             full_k, full_v, layer = cache                      # [P, B, S, Nkv, D] for all full layers
             slot = jnp.where(positions >= 0, positions, full_k.shape[2])
             full_k, full_v = _write(full_k, layer, slot, k), _write(full_v, layer, slot, v)
             new_cache = (full_k, full_v)
             span = full_k.shape[2] if kv_len is None else kv_len
-            keys = lax.dynamic_slice_in_dim(full_k[layer], 0, span, 1).astype(dt)
-            vals = lax.dynamic_slice_in_dim(full_v[layer], 0, span, 1).astype(dt)
-            k_pos = jnp.broadcast_to(jnp.arange(span, dtype=jnp.int32)[None], (x.shape[0], span))
+            if kernel != "xla":
+                hi = jnp.clip(positions[:, 0] + 1, 0, span)
+                out = kernels.decode_attention(q[:, 0], full_k, full_v, layer, jnp.zeros_like(hi), hi, p("sinks"),
+                                               impl=kernel)[:, None]
+            else:
+                keys = lax.dynamic_slice_in_dim(full_k[layer], 0, span, 1).astype(dt)
+                vals = lax.dynamic_slice_in_dim(full_v[layer], 0, span, 1).astype(dt)
+                k_pos = jnp.broadcast_to(jnp.arange(span, dtype=jnp.int32)[None], (x.shape[0], span))
 
-        out = attend(q, keys, vals, positions, k_pos, p("sinks"), window)
+        if out is None:
+            out = attend(q, keys, vals, positions, k_pos, p("sinks"), window)
         out = sharding.constrain(out, mesh, ("batch", "seq", "q_heads", "head_dim"))
         y = jnp.einsum("btnd,hnd->bth", out.astype(dt), p("o_w").astype(dt), preferred_element_type=jnp.float32,
                        precision=precision)

@@ -1,0 +1,520 @@
+"""gptoss bench: prefill and decode throughput of gpt-oss on one device, against the memory-bandwidth roofline.
+
+    gptoss bench                                      # GPU: gpt-oss-20b and gpt-oss-120b, batch 1,8,64,256, 1k and 8k
+    gptoss bench --model=tiny --batch=1,4 --context=64    # any machine (CPU: the kernels run in interpret mode)
+    gptoss bench --model=gpt-oss-120b --batch=1 --context=1024 --modes=decode --out=runs/b1.json
+
+For each model it draws random full-size weights directly on the device (no disk), prints the memory plan (packed
+weights, KV cache bytes a token, how many tokens of context fit) and, for every (mode, batch, context) case, runs
+the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe_impl / --attention_impl; "auto" is
+the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
+bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
+max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio. Results go to --out as JSON, rewritten
+after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
+with the numbers, before anything is allocated.
+
+Bytes a decode step: the weights actually read (attention and router of every layer; the routed experts only,
+counted as the expected number of distinct experts hit by the batch's tokens under uniform routing, which random
+weights approximate; embedding rows; the whole unembedding), the valid part of the KV cache (full layers: the
+context; sliding layers: the window), the new keys/values written and the float32 logits written. Activations are
+not counted. Prefill is compute-bound; its roofline is the flops term.
+
+Timing: warmup steps (compile excluded: everything is compiled ahead of time), then every step synchronised and
+timed on the host; medians reported. Decode starts from a cache whose first `context` positions hold random values.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+from absl import flags
+
+from gptoss_jax.cli import flags as common  # noqa: F401  (shared --model, --seed, --dtype, --moe_impl, --progress)
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_list("batch", ["1", "8", "64", "256"], "Batch sizes (rows decoded together; prompts prefilled).")
+flags.DEFINE_list("context", ["1024", "8192"], "Context lengths: tokens in the cache when decoding, prompt length "
+                  "when prefilling.")
+flags.DEFINE_list("modes", ["prefill", "decode"], "Which of prefill, decode to run.")
+flags.DEFINE_list("paths", ["reference", "kernel"], "Which of reference, kernel to run (the ratio needs both).")
+flags.DEFINE_string("attention_impl", "auto", "Decode attention of the kernel path: auto, xla, pallas_gpu, "
+                    "pallas_gpu_interpret (auto: pallas_gpu on GPU, pallas_gpu_interpret elsewhere).")
+flags.DEFINE_integer("decode_steps", 16, "Timed decode steps a case.")
+flags.DEFINE_integer("warmup", 2, "Untimed steps (decode) or runs (prefill) before timing.")
+flags.DEFINE_integer("prefill_repeats", 3, "Timed prefill runs a case.")
+flags.DEFINE_integer("prefill_tokens", 8192, "Tokens a prefill call: a prompt longer than this is prefilled in "
+                     "chunks, shorter prompts are batched up to it. Throughput is measured on one such group of "
+                     "rows and holds for any batch.")
+flags.DEFINE_float("bandwidth", 3.16e12, "Device memory bandwidth, bytes/s (default: H100 80GB measured from JAX).")
+flags.DEFINE_float("peak_flops", 989e12, "Dense bf16 matrix rate, flop/s (default: H100 SXM datasheet).")
+flags.DEFINE_float("mem_fraction", 0.95, "GPU memory JAX may take (sets XLA_PYTHON_CLIENT_MEM_FRACTION unless set); "
+                   "JAX's default 0.75 leaves too little next to 120b's weights.")
+flags.DEFINE_float("memory_gb", None, "Device memory budget in GB (default: what the device reports; on CPU the "
+                   "host's available memory).")
+flags.DEFINE_string("out", None, "JSON results path (default runs/bench-<time>.json).")
+
+DEFAULT_MODELS = {"gpu": "gpt-oss-20b,gpt-oss-120b", "tpu": "gpt-oss-20b,gpt-oss-120b"}
+GB = 1e9
+
+
+def _size(n: float) -> str:
+    """Bytes in readable decimal units."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+# ---------------------------------------------------------------------------------------------- random weights
+def _hash_u32(shape, seed: int):
+    """A well-mixed uint32 per element from its linear index (murmur3 finalizer); elementwise, so XLA writes the
+    output directly with no temporaries. Wraps past 2**32 elements, harmless for benchmark weights."""
+    import jax.numpy as jnp
+    from jax import lax
+
+    idx = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for d in reversed(range(len(shape))):
+        idx = idx + lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(stride % 2**32)
+        stride *= shape[d]
+    h = idx * jnp.uint32(0x9E3779B1) + jnp.uint32(seed % 2**32)
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def _fill(spec, seed: int):
+    """One weight drawn as params.ParamSpec.init describes (uniform with the spec's std instead of normal)."""
+    import jax.numpy as jnp
+
+    from gptoss_jax import params as params_lib
+
+    kind, arg = spec.init
+    h = _hash_u32(spec.shape, seed)
+    centered = (h >> 8).astype(jnp.float32) * (2.0 ** -24) - 0.5                   # uniform [-0.5, 0.5)
+    if kind == "normal":
+        return (centered * (arg * math.sqrt(12))).astype(spec.dtype)
+    if kind == "ones_noise":
+        return (1.0 + centered * (arg * math.sqrt(12))).astype(spec.dtype)
+    if kind == "mxfp4_blocks":
+        return (h >> 24).astype(jnp.uint8)
+    if kind == "mxfp4_scales":
+        return (params_lib.mxfp4_scale_for_std(arg) + (h >> 31)).astype(jnp.uint8)
+    raise ValueError(f"unknown init {spec.init}")
+
+
+def random_params(cfg, seed: int, show_progress: bool = True):
+    """Full-size random weights made on the device one weight at a time, with no temporaries beyond the weight.
+
+    params.init_params draws everything in one program; XLA's memory analysis of it asks for 110 GB (20b) and 620 GB
+    (120b) of temporaries on top of the weights, which no single GPU has.
+    """
+    import jax
+
+    from gptoss_jax import params as params_lib
+    from gptoss_jax.progress import Progress
+
+    specs = params_lib.flat_specs(cfg)
+    bar = Progress(sum(s.nbytes for s in specs.values()), f"random {cfg.name} weights", unit="B",
+                   enabled=show_progress)
+    arrays = {}
+    for i, (path, spec) in enumerate(specs.items()):
+        arrays[path] = jax.jit(functools.partial(_fill, spec, seed * 1000003 + i))()
+        arrays[path].block_until_ready()
+        bar.update(spec.nbytes, path)
+    bar.close()
+    return params_lib.map_specs(lambda path, _: arrays[path], cfg)
+
+
+# ------------------------------------------------------------------------------------- bytes and flops a step
+def distinct_experts(num_experts: int, per_token: int, tokens: int) -> float:
+    """Expected experts hit by `tokens` tokens that each pick `per_token` distinct experts uniformly."""
+    return num_experts * (1.0 - (1.0 - per_token / num_experts) ** tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerBytes:
+    attention: int      # norm, q/k/v/o weights and biases, sinks
+    router: int         # MoE norm, gate weight and bias
+    expert: int         # ONE expert: both MXFP4 matrices (blocks + scales) and both bias rows
+    embed_row: int
+    unembed: int
+
+
+def layer_bytes(cfg) -> LayerBytes:
+    from gptoss_jax import params as params_lib
+
+    block = params_lib.block_specs(cfg)
+    attn = sum(s.nbytes for s in block["attn"].values())
+    mlp = {k: v for k, v in block["mlp"].items()}
+    router = sum(mlp[k].nbytes for k in ("norm", "gate_w", "gate_b"))
+    experts = sum(s.nbytes for k in ("mlp1_w", "mlp2_w") for s in (mlp[k].blocks, mlp[k].scales))
+    experts += mlp["mlp1_b"].nbytes + mlp["mlp2_b"].nbytes
+    item = 2  # embed/unembed are bf16
+    return LayerBytes(attn, router, experts // cfg.num_experts, cfg.hidden_size * item,
+                      cfg.vocab_size * cfg.hidden_size * item)
+
+
+def active_matmul_params(cfg) -> int:
+    """Weights one token multiplies by in one layer: attention projections, router, its experts."""
+    h, d = cfg.hidden_size, cfg.head_dim
+    attn = h * d * (2 * cfg.num_heads + 2 * cfg.num_kv_heads)
+    experts = cfg.experts_per_token * 3 * h * cfg.intermediate_size
+    return attn + cfg.num_experts * h + experts
+
+
+def decode_cost(cfg, batch: int, context: int, kv_itemsize: int) -> dict:
+    """Bytes and flops of one decode step at `context` tokens already cached."""
+    lb = layer_bytes(cfg)
+    layers, pairs = cfg.num_layers, cfg.num_pairs
+    hit = distinct_experts(cfg.num_experts, cfg.experts_per_token, batch)
+    kv_token_layer = 2 * cfg.num_kv_heads * cfg.head_dim * kv_itemsize          # k and v of one token, one layer
+    window = min(context + 1, cfg.sliding_window)
+    kv_read = batch * kv_token_layer * pairs * ((context + 1) + window)
+    kv_write = batch * kv_token_layer * layers
+    weights = layers * (lb.attention + lb.router + hit * lb.expert) + batch * lb.embed_row + lb.unembed
+    logits = batch * cfg.vocab_size * 4
+    attn_flops = 4 * cfg.num_heads * cfg.head_dim * pairs * ((context + 1) + window)
+    flops = batch * (2 * layers * active_matmul_params(cfg) + attn_flops + 2 * cfg.vocab_size * cfg.hidden_size)
+    return {"bytes": int(weights + kv_read + kv_write + logits), "weight_bytes": int(weights),
+            "kv_bytes": int(kv_read + kv_write), "logit_bytes": int(logits), "flops": int(flops),
+            "experts_hit_per_layer": round(hit, 2)}
+
+
+def prefill_cost(cfg, rows: int, context: int, kv_itemsize: int) -> dict:
+    """Bytes and flops of prefilling `rows` prompts of `context` tokens (logits of the last token only)."""
+    lb = layer_bytes(cfg)
+    layers, pairs = cfg.num_layers, cfg.num_pairs
+    tokens = rows * context
+    hit = distinct_experts(cfg.num_experts, cfg.experts_per_token, tokens)
+    kv_write = tokens * 2 * cfg.num_kv_heads * cfg.head_dim * kv_itemsize * layers
+    weights = layers * (lb.attention + lb.router + hit * lb.expert) + tokens * lb.embed_row + lb.unembed
+    # causal attention: full layers see (t+1) keys at position t, sliding layers min(t+1, W)
+    full_keys = context * (context + 1) / 2
+    w = cfg.sliding_window
+    slide_keys = sum(min(t + 1, w) for t in range(min(context, w))) + max(0, context - w) * w
+    attn_flops = rows * 4 * cfg.num_heads * cfg.head_dim * pairs * (full_keys + slide_keys)
+    flops = tokens * 2 * layers * active_matmul_params(cfg) + attn_flops + rows * 2 * cfg.vocab_size * cfg.hidden_size
+    return {"bytes": int(weights + kv_write + rows * cfg.vocab_size * 4), "weight_bytes": int(weights),
+            "kv_bytes": int(kv_write), "flops": int(flops), "experts_hit_per_layer": round(hit, 2)}
+
+
+# --------------------------------------------------------------------------------------------- memory planning
+def device_memory_budget() -> tuple[int | None, str]:
+    """(bytes JAX may use on device 0, where the number comes from)."""
+    import jax
+
+    if FLAGS.memory_gb:
+        return int(FLAGS.memory_gb * GB), "--memory_gb"
+    stats = jax.devices()[0].memory_stats() or {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]), "device"
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024, "host MemAvailable"
+    except (OSError, KeyError, ValueError):
+        return None, "unknown"
+
+
+def memory_plan(cfg, dtype) -> dict:
+    import jax.numpy as jnp
+
+    from gptoss_jax import params as params_lib
+    from gptoss_jax.model.transformer import KVCache
+
+    specs = params_lib.flat_specs(cfg)
+    total = sum(s.nbytes for s in specs.values())
+    packed = sum(s.nbytes for p, s in specs.items() if p.endswith(("/blocks", "/scales")))
+    item = jnp.dtype(dtype).itemsize
+    ring_row = 2 * cfg.num_pairs * cfg.sliding_window * cfg.num_kv_heads * cfg.head_dim * item
+    return {"weights_bytes": total, "packed_expert_bytes": packed, "other_weight_bytes": total - packed,
+            "kv_bytes_per_token": KVCache.bytes_per_token(cfg, dtype), "ring_bytes_per_row": ring_row}
+
+
+def print_plan(cfg, plan: dict, budget: int | None, source: str) -> None:
+    print(f"\n== {cfg.name}: {cfg.num_layers} layers, {cfg.num_experts} experts, "
+          f"{cfg.param_count() / 1e6:,.1f}M weights")
+    print(f"   weights {_size(plan['weights_bytes'])} = packed MXFP4 experts {_size(plan['packed_expert_bytes'])} "
+          f"+ other (bf16) {_size(plan['other_weight_bytes'])}")
+    print(f"   KV cache {_size(plan['kv_bytes_per_token'])} a token of context (full layers) + "
+          f"{_size(plan['ring_bytes_per_row'])} a row (sliding-window rings)")
+    if budget:
+        free = budget - plan["weights_bytes"]
+        tokens = max(0, free) // plan["kv_bytes_per_token"]
+        print(f"   device budget {_size(budget)} ({source}): {_size(free)} after weights, room for about "
+              f"{tokens:,} tokens of context before workspace; one {cfg.max_context:,}-token context "
+              f"{'fits' if tokens > cfg.max_context else 'does NOT fit'}")
+        if free <= 0:
+            print("   the weights alone do not fit: every case will be refused")
+
+
+def fits(need: int, budget: int | None) -> bool:
+    return budget is None or need <= budget
+
+
+# ------------------------------------------------------------------------------------------------------ runners
+@dataclasses.dataclass
+class Case:
+    mode: str
+    batch: int
+    context: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode} batch {self.batch} context {self.context}"
+
+
+def _abstract(tree):
+    import jax
+
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+
+
+def _compile(model, rows: int, tokens_per_row: int, cache_shapes, budget, resident: int, what: str):
+    """AOT-compile one forward shape; returns (compiled, None) or (None, refusal message)."""
+    import jax
+    import jax.numpy as jnp
+
+    s = jax.ShapeDtypeStruct
+    args = (_abstract(model.params), s((rows, tokens_per_row), jnp.int32), s((rows, tokens_per_row), jnp.int32),
+            cache_shapes, s((rows,), jnp.int32))
+    compiled = model._apply.lower(*args, kv_len=None).compile()
+    mem = compiled.memory_analysis()
+    cache_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(cache_shapes))
+    size = lambda name: int(getattr(mem, name, 0) or 0)
+    # outputs beyond the cache, which is donated and comes back in place (aliased)
+    work = size("temp_size_in_bytes") + max(0, size("output_size_in_bytes") - size("alias_size_in_bytes"))
+    need = resident + cache_bytes + work
+    if not fits(need, budget):
+        per_row = cache_bytes / rows
+        room = max(0, budget - resident - work)
+        return None, (f"{what}: needs {_size(cache_bytes)} of KV cache + {_size(work)} of workspace next to "
+                      f"{_size(resident)} of weights, over the {_size(budget)} budget; at most "
+                      f"{int(room // per_row)} rows fit at this context")
+    return compiled, None
+
+
+def _random_tokens(shape, vocab: int, seed: int):
+    import jax.numpy as jnp
+
+    return (_hash_u32(shape, seed) % vocab).astype(jnp.int32)
+
+
+def _fill_cache(cache, seed: int):
+    """Random-valued cache (never time on zeros), written in place."""
+    import jax
+    import jax.numpy as jnp
+
+    def fill(i, a):
+        return ((_hash_u32(a.shape, seed + i) >> 8).astype(jnp.float32) * (2.0 ** -23) - 1.0).astype(a.dtype)
+
+    leaves, tree = jax.tree.flatten(cache)
+    out = jax.jit(lambda ls: [fill(i, a) for i, a in enumerate(ls)], donate_argnums=0)(leaves)
+    return jax.tree.unflatten(tree, out)
+
+
+def run_decode(model, case: Case, budget, resident: int) -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    from gptoss_jax.model.transformer import KVCache
+
+    b, ctx = case.batch, case.context
+    max_len = ctx + FLAGS.warmup + FLAGS.decode_steps + 1
+    shapes = KVCache.shapes(model.cfg, b, max_len, model.dtype)
+    t0 = time.perf_counter()
+    step, refusal = _compile(model, b, 1, shapes, budget, resident, case.name)
+    if refusal:
+        return {"refused": refusal}
+    compile_s = time.perf_counter() - t0
+    cache = _fill_cache(model.new_cache(b, max_len), seed=ctx)
+    tokens = _random_tokens((b, 1), model.cfg.vocab_size, seed=b)
+    first = jnp.zeros((b,), jnp.int32)
+    next_token = jax.jit(lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None])
+    times = []
+    for i in range(FLAGS.warmup + FLAGS.decode_steps):
+        positions = jnp.full((b, 1), ctx + i, jnp.int32)
+        t = time.perf_counter()
+        logits, cache = step(model.params, tokens, positions, cache, first)
+        tokens = next_token(logits)
+        tokens.block_until_ready()
+        if i >= FLAGS.warmup:
+            times.append(time.perf_counter() - t)
+    del cache
+    sec = statistics.median(times)
+    return {"seconds": sec, "ms_per_step": sec * 1e3, "tokens_per_s": b / sec, "compile_s": compile_s,
+            "steps": len(times), "p10_ms": sorted(times)[len(times) // 10] * 1e3,
+            "p90_ms": sorted(times)[(len(times) * 9) // 10] * 1e3}
+
+
+def prefill_rows(case: Case) -> tuple[int, int]:
+    """(rows prefilled together, tokens a call): one group of rows filling --prefill_tokens."""
+    chunk = min(case.context, FLAGS.prefill_tokens)
+    return max(1, min(case.batch, FLAGS.prefill_tokens // chunk)), chunk
+
+
+def run_prefill(model, case: Case, budget, resident: int) -> dict:
+    import jax.numpy as jnp
+
+    from gptoss_jax.model.transformer import KVCache
+
+    rows, chunk = prefill_rows(case)
+    ctx = case.context
+    shapes = KVCache.shapes(model.cfg, rows, ctx, model.dtype)
+    t0 = time.perf_counter()
+    step, refusal = _compile(model, rows, chunk, shapes, budget, resident, case.name)
+    if refusal:
+        return {"refused": refusal}
+    compile_s = time.perf_counter() - t0
+    cache = model.new_cache(rows, ctx)
+    calls = -(-ctx // chunk)
+    tokens = [_random_tokens((rows, chunk), model.cfg.vocab_size, seed=1000 + c) for c in range(calls)]
+    positions = []
+    for c in range(calls):
+        pos = c * chunk + jnp.arange(chunk, dtype=jnp.int32)
+        positions.append(jnp.broadcast_to(jnp.where(pos < ctx, pos, -1)[None], (rows, chunk)))
+    last = jnp.full((rows,), (ctx - 1) % chunk, jnp.int32)
+    times = []
+    for r in range(FLAGS.warmup + FLAGS.prefill_repeats):
+        t = time.perf_counter()
+        for c in range(calls):                         # positions restart at 0: the cache is simply rewritten
+            logits, cache = step(model.params, tokens[c], positions[c], cache, last)
+        logits.block_until_ready()
+        if r >= FLAGS.warmup:
+            times.append(time.perf_counter() - t)
+    del cache
+    sec = statistics.median(times)
+    return {"seconds": sec, "ms_per_step": sec * 1e3, "tokens_per_s": rows * ctx / sec, "compile_s": compile_s,
+            "rows_measured": rows, "tokens_per_call": chunk, "runs": len(times)}
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def _path_impls(path: str) -> tuple[str, str]:
+    """(MoE kernel, attention kernel) of a path on this backend."""
+    import jax
+
+    from gptoss_jax import kernels
+
+    if path == "reference":
+        return "reference", "xla"
+    backend = jax.default_backend()
+    moe = FLAGS.moe_impl
+    if moe == "auto":
+        moe = kernels.resolve_impl("auto")
+        if moe == "reference":                         # no compiled kernel here: show the kernels' plumbing
+            moe = "pallas_gpu_interpret"
+    attention = FLAGS.attention_impl
+    if attention == "auto":
+        attention = "pallas_gpu" if backend == "gpu" else "pallas_gpu_interpret"
+    return moe, kernels.resolve_attention_impl(attention)
+
+
+def _line(model_name: str, case: Case, path: str, r: dict, cost: dict) -> str:
+    if "refused" in r:
+        return f"{model_name:13s} {case.name:32s} {path:9s} REFUSED: {r['refused']}"
+    ideal = max(cost["bytes"] / FLAGS.bandwidth, cost["flops"] / FLAGS.peak_flops)
+    r["roofline_fraction"] = ideal / r["seconds"]
+    r["bandwidth_fraction"] = cost["bytes"] / r["seconds"] / FLAGS.bandwidth
+    r["achieved_tflops"] = cost["flops"] / r["seconds"] / 1e12
+    return (f"{model_name:13s} {case.name:32s} {path:9s} {r['tokens_per_s']:11,.1f} tok/s {r['ms_per_step']:9.2f} ms "
+            f"{_size(cost['bytes']):>10s} {r['bandwidth_fraction'] * 100:6.1f}% BW "
+            f"{r['achieved_tflops']:7.1f} TFLOP/s {r['roofline_fraction'] * 100:6.1f}% roofline")
+
+
+def main(argv):
+    del argv
+    os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(FLAGS.mem_fraction))
+    import jax
+    import jax.numpy as jnp
+
+    import gptoss_jax
+    from gptoss_jax import kernels
+    from gptoss_jax.config import get_config
+    from gptoss_jax.progress import Progress
+
+    backend = jax.default_backend()
+    model_names = FLAGS.model if FLAGS["model"].present else DEFAULT_MODELS.get(backend, "tiny")
+    models = [get_config(m.strip()) for m in model_names.split(",") if m.strip()]
+    unknown = set(FLAGS.modes) - {"prefill", "decode"} | set(FLAGS.paths) - {"reference", "kernel"}
+    if unknown:
+        raise SystemExit(f"gptoss bench: unknown mode/path {sorted(unknown)}; expected modes prefill,decode and "
+                         f"paths reference,kernel")
+    try:
+        batches, contexts = [int(b) for b in FLAGS.batch], [int(c) for c in FLAGS.context]
+    except ValueError:
+        raise SystemExit(f"gptoss bench: --batch and --context take integers, got {FLAGS.batch} and "
+                         f"{FLAGS.context}") from None
+    if min(batches + contexts) < 1:
+        raise SystemExit("gptoss bench: --batch and --context must be positive")
+    dtype = jnp.dtype(FLAGS.dtype)
+    out_path = FLAGS.out or os.path.join("runs", f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
+    paths = {p: _path_impls(p) for p in FLAGS.paths}
+    device = jax.devices()[0]
+    report = {"device": f"{device.platform}: {device.device_kind}", "jax": jax.__version__,
+              "host": platform.node(), "when": datetime.datetime.now().isoformat(timespec="seconds"),
+              "flags": {k: FLAGS[k].value for k in ("batch", "context", "modes", "paths", "dtype", "moe_impl",
+                                                    "attention_impl", "decode_steps", "warmup", "prefill_repeats",
+                                                    "prefill_tokens", "bandwidth", "peak_flops")},
+              "paths": {p: {"moe": m, "attention": a} for p, (m, a) in paths.items()}, "models": {}}
+    print(f"gptoss bench on {report['device']} (jax {jax.__version__}); paths: "
+          + ", ".join(f"{p} = MoE {m} + attention {a}" for p, (m, a) in paths.items()))
+    if backend == "cpu":
+        print("   (CPU: the kernel path runs Pallas' interpreter; its speed means nothing, the plumbing is real)")
+    cases = [Case(m, b, c) for m in FLAGS.modes for c in contexts for b in batches]
+    for cfg in models:
+        budget, source = device_memory_budget()
+        plan = memory_plan(cfg, dtype)
+        print_plan(cfg, plan, budget, source)
+        entry = report["models"][cfg.name] = {"plan": plan, "budget_bytes": budget, "cases": []}
+        if budget is not None and plan["weights_bytes"] > budget:
+            print(f"   REFUSED: {cfg.name}'s weights ({_size(plan['weights_bytes'])}) exceed the budget")
+            entry["refused"] = "weights exceed the device memory budget"
+            continue
+        t0 = time.perf_counter()
+        params = random_params(cfg, FLAGS.seed, show_progress=FLAGS.progress)
+        print(f"   weights drawn on {device.platform} in {time.perf_counter() - t0:.1f}s")
+        resident = plan["weights_bytes"]
+        bar = Progress(len(cases) * len(paths), f"bench {cfg.name}", enabled=FLAGS.progress)
+        for case in cases:
+            cost = (decode_cost(cfg, case.batch, case.context, dtype.itemsize) if case.mode == "decode"
+                    else prefill_cost(cfg, prefill_rows(case)[0], case.context, dtype.itemsize))
+            row = {"mode": case.mode, "batch": case.batch, "context": case.context, "cost": cost, "paths": {}}
+            for path, (moe, attention) in paths.items():
+                with kernels.using(moe=moe, attention=attention):
+                    model = gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype)   # a fresh jit: traced with these
+                    run = run_decode if case.mode == "decode" else run_prefill
+                    result = run(model, case, budget, resident)
+                bar.update(1, f"{case.name} {path}")
+                if FLAGS.progress:
+                    sys.stderr.write("\n")
+                print(_line(cfg.name, case, path, result, cost), flush=True)
+                row["paths"][path] = result
+            ref, ker = row["paths"].get("reference", {}), row["paths"].get("kernel", {})
+            if "tokens_per_s" in ref and "tokens_per_s" in ker:
+                row["kernel_over_reference"] = ker["tokens_per_s"] / ref["tokens_per_s"]
+                print(f"{cfg.name:13s} {case.name:32s} kernel/reference = {row['kernel_over_reference']:.2f}x")
+            entry["cases"].append(row)
+            _write(out_path, report)
+        bar.close()
+        del params
+    _write(out_path, report)
+    print(f"results: {out_path}")
+
+
+def _write(path: str, report: dict) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, path)
+

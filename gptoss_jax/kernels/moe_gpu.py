@@ -1,0 +1,185 @@
+"""MXFP4 expert matmul for NVIDIA GPUs: one Pallas kernel (Triton lowering) for decode and prefill shapes.
+
+    out[m] = x[m] @ W[group(m)].T,  x [M, K] sorted by group, W MXFP4 [G, N, K], f32 out [M, N]
+
+Design (see kernels/README.md for the reasoning and what still needs measuring on a GPU):
+- Grid (N tiles, windows). A window is `groups.window_of_visit`: at most `tm` rows of ONE group, aligned to the
+  group's first row; the rows past sum(group_sizes) form a last pseudo-group whose windows write zeros. Each
+  program finds its window itself from `group_sizes` with a few vector ops (cumsum over the groups), so nothing is
+  computed by XLA before the launch and empty groups cost nothing. Windows never share output rows: every program
+  stores its [tm, bn] tile straight out under a row mask (no zero-init, no atomics, no second pass).
+- Decode shape (few rows, `tm` = 16): a group with <= 16 rows is one window, so each routed expert's packed weights
+  are read from HBM exactly once; the grid is (N / bn) x (#windows), windows past the last real one exit at once.
+- Prefill shape (`tm` 32..128): a grouped matmul. Each program loops over K in steps of bk = 32 * nbk, loads the
+  packed bytes [bn, nbk, 16] and scales [bn, nbk], dequantizes them in registers (dequant.e4m3_values: bit shuffle
+  to FP8 E4M3, hardware FP8 conversion, one multiply by the block scale) and accumulates
+  acc[bn, tm] += W_tile[bn, bk] @ x_tile[tm, bk].T in float32. Putting the weights on the left makes the
+  dequantized registers the A operand of Hopper's wgmma (A may come from registers, B must sit in shared memory),
+  so dequantized weights never touch shared memory or HBM.
+- Ragged edges (N % bn, K % bk, rows past M) are handled with masked loads (weights -> byte 0 = +0.0, x -> 0).
+- Split K (`split_k`, decode only): when few experts are hit (batch 1: 4), the K loop is shared among programs
+  that write partial sums [split_k, M, N]; XLA adds them (a few hundred KB at decode shapes).
+
+Falls back to the jnp reference for dense (unpacked) weights, and when no GPU backend is present unless
+`interpret=True` (CPU tests run the same kernel body through Pallas' interpreter).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+
+from gptoss_jax.kernels import dequant
+from gptoss_jax.kernels.groups import max_windows, window_of_visit
+from gptoss_jax.kernels.moe_reference import expert_matmul_reference
+from gptoss_jax.mxfp4 import BLOCK, Mxfp4Weight
+
+from gptoss_jax.kernels._triton import pltr
+
+log = logging.getLogger(__name__)
+TARGET_PROGRAMS = 264   # about two programs an SM on an H100 (132 SMs)
+
+# "e4m3" (default: jnp ops only, exact, the same code as interpret mode) or "asm" (inline PTX: about 35% fewer
+# instructions a weight in the sm_90 SASS, not yet run on a GPU). Read when a kernel is traced.
+DEQUANT = os.environ.get("GPTOSS_MOE_DEQUANT", "e4m3")
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuTiles:
+    """Tile sizes and Triton launch options. tm, bn, nbk must be powers of two (Triton block shapes)."""
+    tm: int          # rows a window (and the N dimension of the wgmma)
+    bn: int          # output columns a program
+    nbk: int         # MXFP4 blocks (32 values) a K step
+    num_warps: int = 4
+    num_stages: int = 3
+    dequant: str = "e4m3"   # "e4m3" (portable jnp ops) or "asm" (inline PTX, bf16 only; e4m3 in interpret mode)
+    split_k: int = 1        # K shares a window (partial sums added by XLA): more programs when few experts are hit
+
+
+def _pow2_at_least(n: int, lo: int) -> int:
+    return max(lo, 1 << max(0, (n - 1).bit_length()))
+
+
+def pick_tiles(m: int, n: int, k: int, g: int) -> GpuTiles:
+    """Default tiles by shape. Chosen from the sm_90 SASS (benchmarks/triton_offline.py), not yet from timings:
+    benchmarks/kernel_sweep.py tunes them on a GPU.
+
+    Rows per routed group set the window: decode (about one row per expert) gets the 16-row minimum of a tensor-core
+    dot; prefill gets up to 128. With 4 warps, bn = 64 gives every warp its own 16 weight rows; bn = 32 made two warps
+    dequantize the same weights (21 instead of 10 loop instructions a weight). 8 warps for 128 x 128 tiles: 4 warps
+    spill there.
+    """
+    rows_per_group = -(-m // max(1, min(g, m)))
+    tm = min(128, _pow2_at_least(rows_per_group, 16))
+    if tm <= 32:
+        # batch-1 decode hits 4 experts: 4 windows x 45 N tiles for a 2880-wide output is 180 programs on 132 SMs,
+        # too few loads in flight; split K until about TARGET_PROGRAMS (each share keeps >= 8 K steps)
+        programs = -(-n // 64) * min(m, g)
+        split = max(1, min(-(-TARGET_PROGRAMS // programs), k // (BLOCK * 4 * 8)))
+        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=DEQUANT, split_k=split)
+    return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3, dequant=DEQUANT)
+
+
+def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTiles, m: int, n: int, k: int,
+            g: int, lanes: int, asm: bool):
+    tm, bn, nbk = tiles.tm, tiles.bn, tiles.nbk
+    j, v, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
+    lane = jnp.arange(lanes, dtype=jnp.int32)
+    sizes = pltr.load(sizes_ref.at[pl.ds(0, lanes)], mask=lane <= g, other=0)     # [G + 1] incl. the tail
+    layer = sizes_ref[lanes]                                  # weights are [P, G, N, K/32, 16]: read layer `layer`
+    group, lo, hi = window_of_visit(sizes, v, tm)
+    rows = lo + jnp.arange(tm, dtype=jnp.int32)
+    cols = j * bn + jnp.arange(bn, dtype=jnp.int32)
+    out_tile = out_ref.at[share, pl.ds(lo, tm), pl.ds(j * bn, bn)]
+    out_mask = (rows[:, None] < hi) & (cols[None, :] < n)
+
+    @pl.when(group < g)
+    def _():
+        n_blocks = k // BLOCK
+
+        def k_step(i, acc):
+            kb = i * nbk + jnp.arange(nbk, dtype=jnp.int32)
+            kk = i * nbk * BLOCK + jnp.arange(nbk * BLOCK, dtype=jnp.int32)
+            x = pltr.load(x_ref.at[pl.ds(lo, tm), pl.ds(i * nbk * BLOCK, nbk * BLOCK)],
+                          mask=(rows[:, None] < m) & (kk[None, :] < k), other=0)
+            w_mask = (cols[:, None] < n) & (kb[None, :] < n_blocks)
+            packed = pltr.load(blocks_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk), :],
+                               mask=w_mask[:, :, None], other=0)
+            scales = pltr.load(scales_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk)], mask=w_mask,
+                               other=dequant.SCALE_BIAS)
+            if asm:
+                w = dequant.asm_bf16_values(packed, scales)                                # [bn, nbk * 32]
+            else:
+                w = dequant.e4m3_values(packed, scales, x.dtype)
+            return acc + lax.dot_general(w, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+
+        steps = pl.cdiv(n_blocks, nbk)
+        per_share = pl.cdiv(steps, tiles.split_k)
+        first = share * per_share
+        acc = lax.fori_loop(first, jnp.minimum(first + per_share, steps), k_step, jnp.zeros((bn, tm), jnp.float32))
+        pltr.store(out_tile, acc.T, mask=out_mask)
+
+    @pl.when(group == g)                                     # rows past the groups: zeros
+    def _():
+        pltr.store(out_tile, jnp.zeros((tm, bn), jnp.float32), mask=out_mask)
+
+
+# jitted so that a caller that drops the result can drop the call: pallas_call itself is never dead-code eliminated,
+# which flax's nn.scan (the model's layer loop) rejects as "broadcasted variable has a data dependency".
+@functools.partial(jax.jit, static_argnames=("tiles", "interpret"))
+def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
+                        tiles: GpuTiles | None = None, interpret: bool = False) -> jax.Array:
+    """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32.
+
+    With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are read in place.
+    """
+    if layer is None:
+        blocks, scales, layer = blocks[None], scales[None], 0
+    m, k = x.shape
+    g, n = blocks.shape[1:3]
+    if k % BLOCK or blocks.shape[3] * BLOCK != k:
+        raise ValueError(f"x has K={k} but the weights hold K={blocks.shape[3] * BLOCK} (multiples of {BLOCK})")
+    tiles = tiles or pick_tiles(m, n, k, g)
+    lanes = _pow2_at_least(g + 1, 16)
+    sizes = jnp.pad(jnp.concatenate([group_sizes.astype(jnp.int32),
+                                     (m - jnp.sum(group_sizes.astype(jnp.int32)))[None]]), (0, lanes - g - 1))
+    sizes = jnp.concatenate([sizes, jnp.asarray(layer, jnp.int32).reshape(1)])          # [lanes + 1]
+    asm = tiles.dequant == "asm" and not interpret and x.dtype == jnp.bfloat16
+    kernel = functools.partial(_kernel, tiles=tiles, m=m, n=n, k=k, g=g, lanes=lanes, asm=asm)
+    partial_sums = pl.pallas_call(
+        kernel,
+        out_shape=jax.ShapeDtypeStruct((tiles.split_k, m, n), jnp.float32),
+        grid=(pl.cdiv(n, tiles.bn), max_windows(m, g, tiles.tm), tiles.split_k),
+        interpret=interpret,
+        compiler_params=pltr.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
+        name="mxfp4_expert_matmul",
+    )(sizes, x, blocks, scales)
+    return partial_sums[0] if tiles.split_k == 1 else jnp.sum(partial_sums, axis=0)
+
+
+_warned: set[str] = set()
+
+
+def _fallback(reason: str, x, w, group_sizes, layer):
+    if reason not in _warned:
+        _warned.add(reason)
+        log.warning("MoE kernel pallas_gpu: %s; using the jnp reference", reason)
+    return expert_matmul_reference(x, w, group_sizes, layer=layer)
+
+
+def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
+                      tiles: GpuTiles | None = None) -> jax.Array:
+    """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
+    if not isinstance(w, Mxfp4Weight):
+        return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)
+    if not interpret and jax.default_backend() != "gpu":
+        return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes, layer)
+    if x.shape[0] == 0:
+        return jnp.zeros((0, w.blocks.shape[-3]), jnp.float32)
+    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret)

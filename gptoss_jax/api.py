@@ -148,10 +148,11 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, 
     return GptOss(cfg, params, mesh=mesh, dtype=dt)
 
 
-def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16") -> GptOss:
+def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16",
+                 show_progress: bool = False) -> GptOss:
     """A model with random weights drawn directly on the device(s) (benchmarks: no disk, no host copy)."""
     from gptoss_jax.config import get_config
 
     cfg = get_config(cfg) if isinstance(cfg, str) else cfg
     mesh = resolve_mesh(mesh)
-    return GptOss(cfg, params_lib.init_params(cfg, jax.random.key(seed), mesh), mesh=mesh, dtype=dtype)
+    return GptOss(cfg, params_lib.init_params(cfg, seed, mesh, show_progress=show_progress), mesh=mesh, dtype=dtype)

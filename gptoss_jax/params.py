@@ -14,12 +14,14 @@ Tree (P = num_layers / 2 layer pairs; every block leaf is stacked on a leading `
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from gptoss_jax import sharding
 from gptoss_jax.config import ModelConfig
@@ -168,37 +170,60 @@ def param_bytes(cfg: ModelConfig) -> int:
 
 
 # ----------------------------------------------------------------------------------------- random initialisation
-def draw_on_device(key, s: ParamSpec) -> jax.Array:
-    kind, arg = s.init
-    dtype = jnp.dtype(s.dtype)
-    if kind == "normal":
-        return (jax.random.normal(key, s.shape, jnp.float32) * arg).astype(dtype)
-    if kind == "ones_noise":
-        return (1.0 + jax.random.normal(key, s.shape, jnp.float32) * arg).astype(dtype)
-    if kind == "mxfp4_blocks":
-        return jax.random.bits(key, s.shape, jnp.uint8)
-    if kind == "mxfp4_scales":
-        return jnp.full(s.shape, mxfp4_scale_for_std(arg), jnp.uint8) + jax.random.randint(
-            key, s.shape, 0, 2).astype(jnp.uint8)
-    raise ValueError(f"unknown init {s.init}")
-
-
 def mxfp4_scale_for_std(std: float) -> int:
     """E8M0 scale that gives uniformly random E2M1 codes (rms ~ 3.0) a weight std of about `std`."""
     return int(round(127 + math.log2(std / 3.0)))
 
 
-def init_params(cfg: ModelConfig, key: jax.Array, mesh=None) -> Any:
-    """Random weights drawn directly on the device(s), already sharded (no host copy, no disk)."""
+def hash_u32(shape: tuple[int, ...], seed) -> jax.Array:
+    """A well-mixed uint32 per element from its linear index and `seed` (murmur3's finalizer). Elementwise, so XLA
+    writes a weight directly with no temporaries (jax.random would need several times the weight's size)."""
+    idx = jnp.zeros(shape, jnp.uint32)
+    stride = 1
+    for d in reversed(range(len(shape))):
+        idx = idx + lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(stride % 2**32)
+        stride *= shape[d]
+    h = idx * jnp.uint32(0x9E3779B1) + jnp.asarray(seed, jnp.uint32)
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def draw_on_device(seed, s: ParamSpec) -> jax.Array:
+    """One weight drawn as its spec's init says (uniform noise with the spec's std), from a uint32 seed."""
+    kind, arg = s.init
+    h = hash_u32(s.shape, seed)
+    centered = (h >> 8).astype(jnp.float32) * (2.0 ** -24) - 0.5          # uniform [-0.5, 0.5), std 1/sqrt(12)
+    if kind == "normal":
+        return (centered * (arg * math.sqrt(12))).astype(s.dtype)
+    if kind == "ones_noise":
+        return (1.0 + centered * (arg * math.sqrt(12))).astype(s.dtype)
+    if kind == "mxfp4_blocks":
+        return (h >> 24).astype(jnp.uint8)
+    if kind == "mxfp4_scales":
+        return (mxfp4_scale_for_std(arg) + (h >> 31)).astype(jnp.uint8)
+    raise ValueError(f"unknown init {s.init}")
+
+
+@functools.lru_cache(maxsize=None)
+def _drawer(spec: ParamSpec, out_sharding):
+    return jax.jit(functools.partial(draw_on_device, s=spec), out_shardings=out_sharding)
+
+
+def init_params(cfg: ModelConfig, seed: int = 0, mesh=None, *, show_progress: bool = False) -> Any:
+    """Random weights drawn directly on the device(s), already sharded, one weight at a time: no disk, no host
+    copy, no temporaries beyond the weight itself (so full-size 120b fits next to itself on one 80 GB GPU)."""
+    from gptoss_jax.progress import Progress
+
     specs = flat_specs(cfg)
-    names = list(specs)
-    keys = dict(zip(names, jax.random.split(key, len(names))))
-    out_sh = shardings(cfg, mesh) if mesh is not None else None
-
-    @jax.jit
-    def draw(keys):
-        return map_specs(lambda p, s: draw_on_device(keys[p], s), cfg)
-
-    if out_sh is not None:
-        draw = jax.jit(draw.__wrapped__, out_shardings=out_sh)
-    return draw(keys)
+    bar = Progress(sum(s.nbytes for s in specs.values()), f"random {cfg.name} weights", unit="B",
+                   enabled=show_progress)
+    arrays = {}
+    for i, (path, spec) in enumerate(specs.items()):
+        if mesh is not None:
+            sharding.check_divisible(mesh, spec.shape, spec.axes, path)
+        arrays[path] = _drawer(spec, sharding.named(mesh, spec.axes))(np.uint32((seed * 1000003 + i) % 2**32))
+        arrays[path].block_until_ready()
+        bar.update(spec.nbytes, path)
+    bar.close()
+    return map_specs(lambda path, _: arrays[path], cfg)

@@ -75,66 +75,6 @@ def _size(n: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- random weights
-def _hash_u32(shape, seed: int):
-    """A well-mixed uint32 per element from its linear index (murmur3 finalizer); elementwise, so XLA writes the
-    output directly with no temporaries. Wraps past 2**32 elements, harmless for benchmark weights."""
-    import jax.numpy as jnp
-    from jax import lax
-
-    idx = jnp.zeros(shape, jnp.uint32)
-    stride = 1
-    for d in reversed(range(len(shape))):
-        idx = idx + lax.broadcasted_iota(jnp.uint32, shape, d) * jnp.uint32(stride % 2**32)
-        stride *= shape[d]
-    h = idx * jnp.uint32(0x9E3779B1) + jnp.uint32(seed % 2**32)
-    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
-    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def _fill(spec, seed: int):
-    """One weight drawn as params.ParamSpec.init describes (uniform with the spec's std instead of normal)."""
-    import jax.numpy as jnp
-
-    from gptoss_jax import params as params_lib
-
-    kind, arg = spec.init
-    h = _hash_u32(spec.shape, seed)
-    centered = (h >> 8).astype(jnp.float32) * (2.0 ** -24) - 0.5                   # uniform [-0.5, 0.5)
-    if kind == "normal":
-        return (centered * (arg * math.sqrt(12))).astype(spec.dtype)
-    if kind == "ones_noise":
-        return (1.0 + centered * (arg * math.sqrt(12))).astype(spec.dtype)
-    if kind == "mxfp4_blocks":
-        return (h >> 24).astype(jnp.uint8)
-    if kind == "mxfp4_scales":
-        return (params_lib.mxfp4_scale_for_std(arg) + (h >> 31)).astype(jnp.uint8)
-    raise ValueError(f"unknown init {spec.init}")
-
-
-def random_params(cfg, seed: int, show_progress: bool = True):
-    """Full-size random weights made on the device one weight at a time, with no temporaries beyond the weight.
-
-    params.init_params draws everything in one program; XLA's memory analysis of it asks for 110 GB (20b) and 620 GB
-    (120b) of temporaries on top of the weights, which no single GPU has.
-    """
-    import jax
-
-    from gptoss_jax import params as params_lib
-    from gptoss_jax.progress import Progress
-
-    specs = params_lib.flat_specs(cfg)
-    bar = Progress(sum(s.nbytes for s in specs.values()), f"random {cfg.name} weights", unit="B",
-                   enabled=show_progress)
-    arrays = {}
-    for i, (path, spec) in enumerate(specs.items()):
-        arrays[path] = jax.jit(functools.partial(_fill, spec, seed * 1000003 + i))()
-        arrays[path].block_until_ready()
-        bar.update(spec.nbytes, path)
-    bar.close()
-    return params_lib.map_specs(lambda path, _: arrays[path], cfg)
-
-
 # ------------------------------------------------------------------------------------- bytes and flops a step
 def distinct_experts(num_experts: int, per_token: int, tokens: int) -> float:
     """Expected experts hit by `tokens` tokens that each pick `per_token` distinct experts uniformly."""
@@ -307,7 +247,9 @@ def _compile(model, rows: int, tokens_per_row: int, cache_shapes, budget, reside
 def _random_tokens(shape, vocab: int, seed: int):
     import jax.numpy as jnp
 
-    return (_hash_u32(shape, seed) % vocab).astype(jnp.int32)
+    from gptoss_jax import params as params_lib
+
+    return (params_lib.hash_u32(shape, seed) % vocab).astype(jnp.int32)
 
 
 def _fill_cache(cache, seed: int):
@@ -315,8 +257,11 @@ def _fill_cache(cache, seed: int):
     import jax
     import jax.numpy as jnp
 
+    from gptoss_jax import params as params_lib
+
     def fill(i, a):
-        return ((_hash_u32(a.shape, seed + i) >> 8).astype(jnp.float32) * (2.0 ** -23) - 1.0).astype(a.dtype)
+        noise = (params_lib.hash_u32(a.shape, seed + i) >> 8).astype(jnp.float32)
+        return (noise * (2.0 ** -23) - 1.0).astype(a.dtype)
 
     leaves, tree = jax.tree.flatten(cache)
     out = jax.jit(lambda ls: [fill(i, a) for i, a in enumerate(ls)], donate_argnums=0)(leaves)
@@ -439,6 +384,7 @@ def main(argv):
 
     import gptoss_jax
     from gptoss_jax import kernels
+    from gptoss_jax import params as params_lib
     from gptoss_jax.config import get_config
     from gptoss_jax.progress import Progress
 
@@ -481,7 +427,7 @@ def main(argv):
             entry["refused"] = "weights exceed the device memory budget"
             continue
         t0 = time.perf_counter()
-        params = random_params(cfg, FLAGS.seed, show_progress=FLAGS.progress)
+        params = params_lib.init_params(cfg, FLAGS.seed, show_progress=FLAGS.progress)
         print(f"   weights drawn on {device.platform} in {time.perf_counter() - t0:.1f}s")
         resident = plan["weights_bytes"]
         bar = Progress(len(cases) * len(paths), f"bench {cfg.name}", enabled=FLAGS.progress)

@@ -88,16 +88,18 @@ class Attention(nn.Module):
     mesh: object = None
 
     @nn.compact
-    def __call__(self, x, positions, cache=None, kv_len: int | None = None):
+    def __call__(self, x, positions, cache=None, kv_len: int | None = None, layer=0):
         """x [B,T,H] residual stream, positions [B,T] ascending per row (-1: padding).
 
-        cache: None, or (k_all, v_all, layer): the stacked caches of this layer kind and this layer's index in them
+        cache: None, or (k_all, v_all, c): the stacked caches of this layer kind and this layer's index c in them
         (ring buffers of `sliding_window` slots for sliding layers, full-length caches otherwise). Chunk positions
         must continue the cached ones. kv_len bounds the full-cache span read (a static length bucket).
+        layer: this layer's index in the stacked weights of its kind (the layer-pair index).
         Returns (attention output [B,T,H] f32, updated (k_all, v_all) or None).
         """
         cfg, dt, mesh = self.cfg, self.dtype, self.mesh
-        p = lambda name: param_from_spec(self, name, ("attn", name))
+        kind = "sliding" if self.sliding else "full"
+        p = lambda name: param_from_spec(self, name, ("layers", kind, "attn", name))[layer]
         precision = lax.Precision.HIGHEST if dt == jnp.float32 else None
         h = rms_norm(x, p("norm"), cfg.rms_norm_eps).astype(dt)
 
@@ -121,33 +123,33 @@ class Attention(nn.Module):
         if cache is None:
             keys, vals, k_pos = k, v, positions
         elif self.sliding:
-            ring_k, ring_v, layer = cache                      # [P, B, W, Nkv, D] for all sliding layers
+            ring_k, ring_v, c = cache                          # [P, B, W, Nkv, D] for all sliding layers
             w = ring_k.shape[2]
             keep = (positions >= 0) & (positions > positions.max(axis=1, keepdims=True) - w)
             slot = jnp.where(keep, jnp.mod(positions, w), w)   # only the last w of the chunk survive
-            new_cache = (_write(ring_k, layer, slot, k), _write(ring_v, layer, slot, v))
+            new_cache = (_write(ring_k, c, slot, k), _write(ring_v, c, slot, v))
             if kernel != "xla":
                 # with the new token written, the ring holds exactly the window: slots [0, min(pos + 1, W))
                 hi = jnp.clip(positions[:, 0] + 1, 0, w)
-                out = kernels.decode_attention(q[:, 0], *new_cache, layer, jnp.zeros_like(hi), hi, p("sinks"),
+                out = kernels.decode_attention(q[:, 0], *new_cache, c, jnp.zeros_like(hi), hi, p("sinks"),
                                                impl=kernel)[:, None]
             else:
-                keys = jnp.concatenate([ring_k[layer].astype(dt), k], axis=1)
-                vals = jnp.concatenate([ring_v[layer].astype(dt), v], axis=1)
+                keys = jnp.concatenate([ring_k[c].astype(dt), k], axis=1)
+                vals = jnp.concatenate([ring_v[c].astype(dt), v], axis=1)
                 k_pos = jnp.concatenate([ring_positions(positions[:, 0], w), positions], axis=1)
         else:
-            full_k, full_v, layer = cache                      # [P, B, S, Nkv, D] for all full layers
+            full_k, full_v, c = cache                          # [P, B, S, Nkv, D] for all full layers
             slot = jnp.where(positions >= 0, positions, full_k.shape[2])
-            full_k, full_v = _write(full_k, layer, slot, k), _write(full_v, layer, slot, v)
+            full_k, full_v = _write(full_k, c, slot, k), _write(full_v, c, slot, v)
             new_cache = (full_k, full_v)
             span = full_k.shape[2] if kv_len is None else kv_len
             if kernel != "xla":
                 hi = jnp.clip(positions[:, 0] + 1, 0, span)
-                out = kernels.decode_attention(q[:, 0], full_k, full_v, layer, jnp.zeros_like(hi), hi, p("sinks"),
+                out = kernels.decode_attention(q[:, 0], full_k, full_v, c, jnp.zeros_like(hi), hi, p("sinks"),
                                                impl=kernel)[:, None]
             else:
-                keys = lax.dynamic_slice_in_dim(full_k[layer], 0, span, 1).astype(dt)
-                vals = lax.dynamic_slice_in_dim(full_v[layer], 0, span, 1).astype(dt)
+                keys = lax.dynamic_slice_in_dim(full_k[c], 0, span, 1).astype(dt)
+                vals = lax.dynamic_slice_in_dim(full_v[c], 0, span, 1).astype(dt)
                 k_pos = jnp.broadcast_to(jnp.arange(span, dtype=jnp.int32)[None], (x.shape[0], span))
 
         if out is None:

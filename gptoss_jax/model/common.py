@@ -11,20 +11,25 @@ from gptoss_jax.config import ModelConfig
 
 
 @functools.lru_cache(maxsize=None)
-def _block_specs(cfg: ModelConfig):
-    return params_lib.block_specs(cfg)
+def _model_specs(cfg: ModelConfig):
+    return params_lib.model_specs(cfg)
 
 
 def param_from_spec(module, name: str, spec_path: tuple[str, ...]):
-    """Declare parameter `name` of `module` with the shape/dtype of block_specs(cfg)[spec_path] (one layer)."""
-    spec = _block_specs(module.cfg)
+    """Declare parameter `name` of `module` with the shape and dtype of model_specs(cfg)[spec_path].
+
+    Block weights are declared STACKED over layer pairs ([P, ...]) and the blocks index them with the layer they
+    run: dense weights are sliced (small), expert weights are handed to the kernels whole with the layer index, so
+    no layer's expert tensor is ever copied out of the stack.
+    """
+    spec = _model_specs(module.cfg)
     for k in spec_path:
         spec = spec[k]
 
     def init(key):
         leaves, treedef = jax.tree.flatten(spec, is_leaf=params_lib.is_spec)
-        keys = jax.random.split(key, len(leaves))
-        return jax.tree.unflatten(treedef, [params_lib.draw_on_device(k, s) for k, s in zip(keys, leaves)])
+        seeds = jax.random.bits(key, (len(leaves),), jnp.uint32)
+        return jax.tree.unflatten(treedef, [params_lib.draw_on_device(seeds[i], s) for i, s in enumerate(leaves)])
 
     return module.param(name, init)
 

@@ -31,9 +31,11 @@ def route(h: jax.Array, gate_w: jax.Array, gate_b: jax.Array, k: int, precision=
     return top_i.astype(jnp.int32), jax.nn.softmax(top_v, axis=-1)
 
 
-def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype):
+def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype, layer=None):
     """The share of the experts held here, [expert_offset, expert_offset + E_local), for tokens h [N, H].
 
+    w1/w2: this device's experts, stacked over layers ([P, E_local, N, K]) when `layer` is given (read in place
+    by the kernels), else one layer's. b1/b2: this layer's biases [E_local, ...].
     Assignments to other experts contribute zero. Returns [N, H] float32.
     """
     n, k = top_i.shape
@@ -47,9 +49,9 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
     x_rows = h[order // k]                                             # [M, H], rows grouped by expert
     e_row = jnp.minimum(sorted_expert, e_loc - 1)
 
-    a = kernels.expert_matmul(x_rows, w1, group_sizes) + b1[e_row].astype(jnp.float32)
+    a = kernels.expert_matmul(x_rows, w1, group_sizes, layer=layer) + b1[e_row].astype(jnp.float32)
     a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
-    y = kernels.expert_matmul(a, w2, group_sizes) + b2[e_row].astype(jnp.float32)
+    y = kernels.expert_matmul(a, w2, group_sizes, layer=layer) + b2[e_row].astype(jnp.float32)
     y = jnp.where((sorted_expert < e_loc)[:, None], y, 0.0)
     y = y[jnp.argsort(order)].reshape(n, k, -1)                       # back to (token, choice) order
     return jnp.einsum("nkh,nk->nh", y, top_w, precision=lax.Precision.HIGHEST)
@@ -57,37 +59,43 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
 
 class MoE(nn.Module):
     cfg: ModelConfig
+    sliding: bool
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
 
     @nn.compact
-    def __call__(self, x):
-        """x [B,T,H] residual stream -> MoE output [B,T,H] float32."""
+    def __call__(self, x, layer=0):
+        """x [B,T,H] residual stream -> MoE output [B,T,H] float32; `layer` indexes the stacked weights."""
         cfg, dt, mesh = self.cfg, self.dtype, self.mesh
-        p = lambda name: param_from_spec(self, name, ("mlp", name))
+        kind = "sliding" if self.sliding else "full"
+        stacked = lambda name: param_from_spec(self, name, ("layers", kind, "mlp", name))
+        p = lambda name: stacked(name)[layer]
         precision = lax.Precision.HIGHEST if dt == jnp.float32 else None
         b, t, hid = x.shape
         h = rms_norm(x, p("norm"), cfg.rms_norm_eps).astype(dt)
         top_i, top_w = route(h.reshape(b * t, hid), p("gate_w"), p("gate_b"), cfg.experts_per_token, precision)
         top_i, top_w = top_i.reshape(b, t, -1), top_w.reshape(b, t, -1)
-        weights = (p("mlp1_w"), p("mlp1_b"), p("mlp2_w"), p("mlp2_b"))
+        # expert weights stay stacked over layers: the expert matmul reads this layer's routed experts in place
+        weights = (stacked("mlp1_w"), p("mlp1_b"), stacked("mlp2_w"), p("mlp2_b"))
 
-        def shard(h, top_i, top_w, w1, b1, w2, b2):
+        def shard(h, top_i, top_w, layer, w1, b1, w2, b2):
             bl = h.shape[0]
             if mesh is None:
                 offset = 0
             else:
                 offset = lax.axis_index(sharding.EXPERT_AXES) * b1.shape[0]
             y = experts_local(cfg, h.reshape(bl * t, hid), top_i.reshape(bl * t, -1), top_w.reshape(bl * t, -1),
-                              w1, b1, w2, b2, offset, dt)
+                              w1, b1, w2, b2, offset, dt, layer)
             if mesh is not None:
                 y = lax.psum(y, sharding.EXPERT_AXES)
             return y.reshape(bl, t, hid)
 
+        layer = jnp.asarray(layer, jnp.int32)
         if mesh is None:
-            return shard(h, top_i, top_w, *weights)
+            return shard(h, top_i, top_w, layer, *weights)
         tok = P(sharding.LOGICAL_TO_MESH["batch"])
-        exp = P(sharding.EXPERT_AXES)
-        w_specs = jax.tree.map(lambda _: exp, weights)
-        return jax.shard_map(shard, mesh=mesh, in_specs=(tok, tok, tok, *w_specs), out_specs=tok,
-                             check_vma=False)(h, top_i, top_w, *weights)
+        stacked_spec, layer_spec = P(None, sharding.EXPERT_AXES), P(sharding.EXPERT_AXES)
+        w_specs = (jax.tree.map(lambda _: stacked_spec, weights[0]), layer_spec,
+                   jax.tree.map(lambda _: stacked_spec, weights[2]), layer_spec)
+        return jax.shard_map(shard, mesh=mesh, in_specs=(tok, tok, tok, P(), *w_specs), out_specs=tok,
+                             check_vma=False)(h, top_i, top_w, layer, *weights)

@@ -63,11 +63,11 @@ class Block(nn.Module):
     mesh: object = None
 
     @nn.compact
-    def __call__(self, x, positions, cache=None, kv_len=None):
+    def __call__(self, x, positions, cache=None, kv_len=None, layer=0):
         a, new_cache = Attention(self.cfg, self.sliding, self.dtype, self.mesh, name="attn")(
-            x, positions, cache, kv_len)
+            x, positions, cache, kv_len, layer)
         x = x + a
-        x = x + MoE(self.cfg, self.dtype, self.mesh, name="mlp")(x)
+        x = x + MoE(self.cfg, self.sliding, self.dtype, self.mesh, name="mlp")(x, layer)
         return sharding.constrain(x, self.mesh, ("batch", "seq", "embed")), new_cache
 
 
@@ -83,13 +83,13 @@ class PairBlock(nn.Module):
         x, positions, cache, i, rows = carry
         kw = dict(cfg=self.cfg, dtype=self.dtype, mesh=self.mesh)
         if cache is None:
-            x, _ = Block(sliding=True, name="sliding", **kw)(x, positions)
-            x, _ = Block(sliding=False, name="full", **kw)(x, positions)
+            x, _ = Block(sliding=True, name="sliding", **kw)(x, positions, layer=i)
+            x, _ = Block(sliding=False, name="full", **kw)(x, positions, layer=i)
         elif rows is None:
             x, (sk, sv) = Block(sliding=True, name="sliding", **kw)(
-                x, positions, (cache.sliding_k, cache.sliding_v, i))
+                x, positions, (cache.sliding_k, cache.sliding_v, i), layer=i)
             x, (fk, fv) = Block(sliding=False, name="full", **kw)(
-                x, positions, (cache.full_k, cache.full_v, i), self.kv_len)
+                x, positions, (cache.full_k, cache.full_v, i), self.kv_len, layer=i)
             cache = KVCache(sk, sv, fk, fv)
         else:
             # The batch is a few rows of a bigger cache (the engine prefilling some slots): this layer's rows are
@@ -99,9 +99,9 @@ class PairBlock(nn.Module):
             sub = lambda a, n: a.at[i, rows, :n].get(mode="fill", fill_value=0)[None]
             x, (sk, sv) = Block(sliding=True, name="sliding", **kw)(
                 x, positions, (sub(cache.sliding_k, cache.sliding_k.shape[2]),
-                               sub(cache.sliding_v, cache.sliding_v.shape[2]), 0))
+                               sub(cache.sliding_v, cache.sliding_v.shape[2]), 0), layer=i)
             x, (fk, fv) = Block(sliding=False, name="full", **kw)(
-                x, positions, (sub(cache.full_k, span), sub(cache.full_v, span), 0))
+                x, positions, (sub(cache.full_k, span), sub(cache.full_v, span), 0), layer=i)
             ring = lambda a, new: a.at[i, rows].set(new[0], mode="drop")
             cache = KVCache(ring(cache.sliding_k, sk), ring(cache.sliding_v, sv),
                             _put_new_entries(cache.full_k, i, rows, positions, fk[0]),
@@ -142,7 +142,9 @@ class Transformer(nn.Module):
         x = jnp.take(embed, tokens, axis=0).astype(jnp.float32)
         x = sharding.constrain(x, mesh, ("batch", "seq", "embed"))
 
-        scan = nn.scan(PairBlock, variable_axes={"params": 0}, split_rngs={"params": True}, length=cfg.num_pairs)
+        # The block weights are declared stacked over layer pairs and BROADCAST into the scan (not sliced by it):
+        # each block indexes them with the pair index it carries, so kernels read a layer in place.
+        scan = nn.scan(PairBlock, variable_broadcast="params", split_rngs={"params": False}, length=cfg.num_pairs)
         rows = None if cache_rows is None else jnp.asarray(cache_rows, jnp.int32)
         carry = (x, positions.astype(jnp.int32), cache, jnp.int32(0), rows)
         (x, _, cache, _, _), _ = scan(cfg, self.dtype, mesh, kv_len, name="layers")(carry, None)
@@ -162,4 +164,4 @@ class Transformer(nn.Module):
 
 def _spec_init(cfg: ModelConfig, name: str):
     spec = params_lib.model_specs(cfg)[name]
-    return lambda key: params_lib.draw_on_device(key, spec)
+    return lambda key: params_lib.draw_on_device(jax.random.bits(key, (), jnp.uint32), spec)

@@ -48,7 +48,7 @@ flags.DEFINE_list("modes", ["prefill", "decode"], "Which of prefill, decode to r
 flags.DEFINE_list("paths", ["reference", "kernel"], "Which of reference, kernel to run (the ratio needs both).")
 flags.DEFINE_string("attention_impl", "auto", "Decode attention of the kernel path: auto, xla, pallas_gpu, "
                     "pallas_gpu_interpret (auto: pallas_gpu on GPU, pallas_gpu_interpret elsewhere).")
-flags.DEFINE_integer("decode_steps", 16, "Timed decode steps a case.")
+flags.DEFINE_integer("timed_steps", 16, "Timed decode steps a case.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps (decode) or runs (prefill) before timing.")
 flags.DEFINE_integer("prefill_repeats", 3, "Timed prefill runs a case.")
 flags.DEFINE_integer("prefill_tokens", 8192, "Tokens a prefill call: a prompt longer than this is prefilled in "
@@ -275,7 +275,7 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
     from gptoss_jax.model.transformer import KVCache
 
     b, ctx = case.batch, case.context
-    max_len = ctx + FLAGS.warmup + FLAGS.decode_steps + 1
+    max_len = ctx + FLAGS.warmup + FLAGS.timed_steps + 1
     shapes = KVCache.shapes(model.cfg, b, max_len, model.dtype)
     t0 = time.perf_counter()
     step, refusal = _compile(model, b, 1, shapes, budget, resident, case.name)
@@ -287,7 +287,7 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
     first = jnp.zeros((b,), jnp.int32)
     next_token = jax.jit(lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None])
     times = []
-    for i in range(FLAGS.warmup + FLAGS.decode_steps):
+    for i in range(FLAGS.warmup + FLAGS.timed_steps):
         positions = jnp.full((b, 1), ctx + i, jnp.int32)
         t = time.perf_counter()
         logits, cache = step(model.params, tokens, positions, cache, first)
@@ -409,7 +409,7 @@ def main(argv):
     report = {"device": f"{device.platform}: {device.device_kind}", "jax": jax.__version__,
               "host": platform.node(), "when": datetime.datetime.now().isoformat(timespec="seconds"),
               "flags": {k: FLAGS[k].value for k in ("batch", "context", "modes", "paths", "dtype", "moe_impl",
-                                                    "attention_impl", "decode_steps", "warmup", "prefill_repeats",
+                                                    "attention_impl", "timed_steps", "warmup", "prefill_repeats",
                                                     "prefill_tokens", "bandwidth", "peak_flops")},
               "paths": {p: {"moe": m, "attention": a} for p, (m, a) in paths.items()}, "models": {}}
     print(f"gptoss bench on {report['device']} (jax {jax.__version__}); paths: "

@@ -1,17 +1,20 @@
-"""gptoss chat: an interactive session that streams the model's tokens as they are generated.
+"""gptoss chat: an interactive harmony chat that streams the model's answer (and, unless --noshow_reasoning, its
+chain of thought) as it is generated.
 
-Each line you type continues the session (raw text with the harmony tokenizer, or comma-separated token ids without
-it); the model's reply is appended, so the context grows turn by turn up to --max_len. Commands: /reset, /quit.
-(Harmony chat rendering plugs in here once gptoss_jax.harmony provides it.)
+Each line you type is a user message; the conversation is re-rendered in harmony each turn (earlier chain of thought
+dropped, as the format prescribes) up to --max_len tokens. Commands: /reset, /quit, /effort low|medium|high,
+/system TEXT. With --raw (or without the harmony vocabulary) each line instead continues a raw token stream.
 """
 import sys
 
 from absl import app, flags
 
+from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
 from gptoss_jax.engine import flags as eflags
 
+flags.DEFINE_bool("raw", False, "Continue a raw token stream instead of a harmony chat.")
 FLAGS = flags.FLAGS
 
 
@@ -20,6 +23,46 @@ def _read(prompt: str, stream_in) -> str | None:
     sys.stdout.flush()
     line = stream_in.readline()
     return None if line == "" else line.rstrip("\n")
+
+
+def run_chat(engine, sampling, stream_in=None) -> None:
+    """Harmony chat: OpenAI-style messages accumulate; every turn renders, streams and parses one answer."""
+    stream_in = stream_in or sys.stdin
+    messages: list[dict] = []
+    while True:
+        line = _read("> ", stream_in)
+        if line is None or line.strip() == "/quit":
+            sys.stdout.write("\n")
+            return
+        cmd, _, arg = line.strip().partition(" ")
+        if cmd == "/reset":
+            messages = []
+            print("[conversation cleared]")
+            continue
+        if cmd == "/effort":
+            if arg not in ("low", "medium", "high"):
+                print("[usage: /effort low|medium|high]")
+            else:
+                FLAGS.reasoning_effort = arg
+                print(f"[reasoning effort {arg}]")
+            continue
+        if cmd == "/system":
+            FLAGS.system = arg or None
+            print("[developer instructions " + ("set]" if arg else "cleared]"))
+            continue
+        if not line.strip():
+            continue
+        turn = messages + [{"role": "user", "content": line}]
+        try:
+            res = chat_flags.print_stream(engine, chat_flags.chat_request(turn, sampling))
+        except (RequestError, ValueError) as e:
+            print(f"[{e}; /reset clears the conversation]")
+            continue
+        if res.finish_reason == "error":
+            print(f"[error: {res.error}]")
+            continue
+        messages = turn + [res.to_message()]
+        print(f"[{res.completion_tokens} tokens, {res.finish_reason}; prompt {res.prompt_tokens}/{engine.max_len}]")
 
 
 def run(engine, enc, sampling, stream_in=None) -> None:
@@ -76,6 +119,10 @@ def main(argv):
     eflags.setup_compilation_cache()
     model = common.load_model()
     engine = eflags.build_engine(model, num_slots=1, detokenize=enc.decode if enc is not None else None)
+    if not FLAGS.raw and enc is not None and model.cfg.vocab_size == eflags.HARMONY_VOCAB:
+        print(f"gptoss chat: {model.cfg.name}, harmony chat, reasoning effort {FLAGS.reasoning_effort}; "
+              f"/effort, /system, /reset, /quit")
+        return run_chat(engine, eflags.sampling_params(model.cfg.vocab_size))
     mode = "text" if enc is not None else "token ids (comma-separated; no tokenizer installed)"
-    print(f"gptoss chat: {model.cfg.name}, input as {mode}; /reset, /quit")
+    print(f"gptoss chat: {model.cfg.name}, raw continuation, input as {mode}; /reset, /quit")
     run(engine, enc, eflags.sampling_params(model.cfg.vocab_size))

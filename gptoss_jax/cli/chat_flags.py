@@ -63,5 +63,11 @@ def print_stream(engine, req: chat_lib.ChatRequest, out=None) -> chat_lib.ChatCo
             section = label
         out.write(item.text)
         out.flush()
+    if section is None and completion is not None and completion.token_ids:
+        # nothing parsed as harmony (e.g. random weights, or a malformed completion): show the raw text
+        from gptoss_jax.harmony import get_encoding
+
+        raw = get_encoding().decode(completion.token_ids)
+        out.write(f"[raw, not harmony-formed] {raw!r}")
     out.write("\n")
     return completion

@@ -1,9 +1,9 @@
-"""gptoss convert --checkpoint=DIR --out=DIR: a release checkpoint (either layout) to Orbax, MXFP4 kept packed."""
+"""gptoss convert --checkpoint=DIR --orbax_dir=DIR: a release checkpoint (either layout) to Orbax, MXFP4 kept packed."""
 from absl import flags
 
 from gptoss_jax.cli import flags as common
 
-flags.DEFINE_string("out", None, "Output folder for the Orbax checkpoint.", required=True)
+flags.DEFINE_string("orbax_dir", None, "Output folder for the Orbax checkpoint.", required=True)
 
 
 def main(argv):
@@ -11,5 +11,5 @@ def main(argv):
     from gptoss_jax.checkpoint import orbax_io
 
     model = common.load_model()
-    path = orbax_io.save(flags.FLAGS.out, model.cfg, model.params)
+    path = orbax_io.save(flags.FLAGS.orbax_dir, model.cfg, model.params)
     print(f"wrote Orbax checkpoint of {model.cfg.name} ({model.param_bytes() / 1e9:.2f} GB of weights) to {path}")

@@ -1,48 +1,74 @@
-"""gptoss demo: the main job on the embedded default, a synthetic checkpoint of the `demo` preset (the real
-o200k_harmony vocabulary, tiny layers). Writes it once, loads it through the real loader, generates a few tokens
-greedily with the KV cache, checks them against a plain forward pass and scores them."""
+"""gptoss demo: the main job on the embedded default, end to end.
+
+Writes (once) a random checkpoint of the `demo` preset in the Hugging Face release layout (the real o200k_harmony
+vocabulary, tiny layers), loads it through the real loader, and runs the engine on harmony chats: a free answer
+(streamed, with its chain of thought), a JSON-schema-constrained answer, a check that KV-cached decoding equals a
+plain forward pass, and the log-likelihood of the answer. The weights are random, so the text is gibberish; the
+machinery is the real one. `--checkpoint` runs the same on a real model.
+"""
+import dataclasses
+import json
+import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
+from gptoss_jax import chat as chat_lib
+from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
+from gptoss_jax.engine import SamplingParams, score
+from gptoss_jax.engine import flags as eflags
 
-flags.DEFINE_integer("max_tokens", 16, "Tokens to generate.")
 FLAGS = flags.FLAGS
 
-# "hello world" in o200k_base, then a few more ordinary tokens
-PROMPT = [24912, 2375, 13, 2214, 382, 261, 1746]
+QUESTION = "What is the capital of France? Answer in one word."
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 24},
+                                           "confidence": {"type": "number", "minimum": 0, "maximum": 1}},
+          "required": ["city", "confidence"], "additionalProperties": False}
 
 
 def main(argv):
     del argv
+    eflags.setup_compilation_cache()
     t0 = time.perf_counter()
     model = common.load_model()
     t_load = time.perf_counter() - t0
-    prompt = np.array([PROMPT], np.int32)
-    n = FLAGS.max_tokens
-    cache = model.new_cache(1, len(PROMPT) + n)
+    engine = eflags.build_engine(model, num_slots=2)
+    print(f"model {model.cfg.name}: {model.cfg.param_count() / 1e6:.1f}M weights ({model.param_bytes() / 1e6:.1f} MB, "
+          f"MXFP4 experts packed) on {jax.devices()[0].platform}, loaded in {t_load:.1f}s")
+    greedy = SamplingParams(temperature=0.0, max_tokens=FLAGS.max_tokens)
+    messages = [{"role": "user", "content": QUESTION}]
+
+    print(f"\n1. chat, reasoning effort {FLAGS.reasoning_effort}, greedy: {QUESTION!r}")
     t0 = time.perf_counter()
-    logits, cache = model.forward(jnp.asarray(prompt), cache=cache, logits_index=jnp.array([len(PROMPT) - 1]))
-    out = [int(jnp.argmax(logits[0]))]
-    for i in range(n - 1):
-        pos = jnp.array([[len(PROMPT) + i]], jnp.int32)
-        logits, cache = model.forward(jnp.array([[out[-1]]], jnp.int32), pos, cache,
-                                      logits_index=jnp.array([0]))
-        out.append(int(jnp.argmax(logits[0])))
-    t_gen = time.perf_counter() - t0
-    full = np.asarray(model(np.array([PROMPT + out], np.int32)))[0]
-    logp = jax.nn.log_softmax(full, axis=-1)
-    score = sum(float(logp[len(PROMPT) - 1 + i, t]) for i, t in enumerate(out))
-    agree = all(int(full[len(PROMPT) - 1 + i].argmax()) == t for i, t in enumerate(out))
-    print(f"model {model.cfg.name}: {model.cfg.param_count() / 1e6:.1f}M weights, {model.param_bytes() / 1e6:.1f} MB "
-          f"on {jax.devices()[0].platform}, loaded in {t_load:.1f}s")
-    print(f"prompt ids    {PROMPT}")
-    print(f"generated ids {out}  ({n} tokens in {t_gen:.2f}s, greedy, KV cache)")
-    print(f"log-likelihood of the generation under a plain forward: {score:.3f}")
-    print(f"cached decode agrees with the plain forward's argmax: {agree}")
-    if not agree:
-        raise SystemExit("demo: cached decoding disagrees with the full forward")
+    req = dataclasses.replace(chat_flags.chat_request(messages, greedy), response_format=None)
+    free = chat_flags.print_stream(engine, req)
+    dt = time.perf_counter() - t0
+    print(f"   [{free.completion_tokens} tokens in {dt:.2f}s, finish: {free.finish_reason}; prompt "
+          f"{free.prompt_tokens} tokens of harmony]")
+
+    print("\n2. the same question under a JSON schema (structured output, constrained decoding)")
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": SCHEMA}}
+    constrained = chat_lib.complete(engine, dataclasses.replace(req, response_format=fmt))
+    try:
+        value = json.loads(constrained.content or "")
+        ok = set(value) == {"city", "confidence"} and 0 <= value["confidence"] <= 1
+    except (json.JSONDecodeError, TypeError):
+        value, ok = constrained.content, False
+    print(f"   final: {constrained.content}")
+    print(f"   parses as JSON and fits the schema: {ok}  ({constrained.completion_tokens} tokens)")
+
+    print("\n3. KV-cached decoding against a plain forward pass")
+    prompt = chat_lib.to_engine_request(req).prompt
+    full = np.asarray(model(np.array([list(prompt) + free.token_ids], np.int32)))[0]
+    want = [int(full[len(prompt) - 1 + i].argmax()) for i in range(len(free.token_ids))]
+    agree = want == free.token_ids
+    print(f"   greedy tokens equal the plain forward's argmax at every step: {agree}")
+
+    [s] = score(engine, [list(prompt)], [free.token_ids])
+    print(f"\n4. log-likelihood of answer 1 under the model: {s.logprob:.2f} over {s.num_tokens} tokens")
+    engine.close()
+    if not (agree and ok):
+        sys.exit("demo: a check failed (see above)")

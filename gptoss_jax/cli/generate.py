@@ -1,8 +1,12 @@
 """gptoss generate: sample continuations of a prompt (token ids, or text with the harmony tokenizer) with the
-engine. One sample streams to stdout as it is generated; --json prints ids, logprobs, finish reasons and timings.
+engine, or answer a harmony chat (--chat: the prompt is a user message; --messages: a whole OpenAI-style
+conversation). One sample streams to stdout as it is generated; --json prints ids, logprobs, finish reasons, timings
+(and, for chats, the parsed answer, chain of thought and tool calls).
 
     gptoss generate --model=demo --prompt_ids=24912,2375 --temperature=0 --max_tokens=16 --json
     gptoss generate --checkpoint=/ckpt/gpt-oss-20b --prompt="The capital of France is" --num_samples=4
+    gptoss generate --checkpoint=/ckpt/gpt-oss-20b --chat --prompt="Why is the sky blue?" --reasoning_effort=high
+    gptoss generate --checkpoint=/ckpt/gpt-oss-20b --messages=@chat.json --tools=@tools.json --json
 """
 import dataclasses
 import json
@@ -11,11 +15,16 @@ import time
 
 from absl import app, flags
 
+from gptoss_jax import chat as chat_lib
+from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import COUNTER, Request, RequestError, Result
 from gptoss_jax.engine import flags as eflags
 from gptoss_jax.engine.requests import validate
 
+flags.DEFINE_bool("chat", False, "Treat --prompt as a user message of a harmony chat (see --reasoning_effort, "
+                  "--system, --tools, --response_format).")
+flags.DEFINE_string("messages", None, "A whole OpenAI-style chat (JSON list of messages, or @path) to answer.")
 flags.DEFINE_integer("num_samples", 1, "Independent samples of the prompt, decoded together (with --sampling_seed, "
                      "sample i uses seed + i).")
 FLAGS = flags.FLAGS
@@ -40,11 +49,52 @@ def _print_stream(engine, req, enc) -> Result:
     return engine.result(rid)
 
 
+def _chat_main(model, engine):
+    """--chat / --messages: harmony in, parsed answer out."""
+    if FLAGS.messages is not None:
+        messages = chat_flags.json_flag("messages", FLAGS.messages, "a JSON list of OpenAI chat messages")
+    elif FLAGS.prompt is not None:
+        messages = [{"role": "user", "content": FLAGS.prompt}]
+    else:
+        raise app.UsageError("--chat needs --prompt (the user message) or --messages (a whole conversation)")
+    base = eflags.sampling_params(model.cfg.vocab_size)
+    reqs = [chat_flags.chat_request(messages, base if base.seed is None else
+                                    dataclasses.replace(base, seed=base.seed + i))
+            for i in range(FLAGS.num_samples)]
+    try:
+        if FLAGS.num_samples == 1 and not FLAGS.json:
+            results = [chat_flags.print_stream(engine, reqs[0])]
+        else:
+            engine_reqs = [chat_lib.to_engine_request(r) for r in reqs]
+            results = [chat_lib.from_engine_result(r) for r in engine.generate(engine_reqs, progress=FLAGS.progress)]
+    except (RequestError, ValueError) as e:  # ChatInputError / ConstraintError are ValueErrors naming the problem
+        raise app.UsageError(f"bad chat request: {e}") from None
+    if FLAGS.json:
+        print(json.dumps({"model": model.cfg.name, "samples": [
+            {**r.to_message(), "finish_reason": r.finish_reason, "prompt_tokens": r.prompt_tokens,
+             "completion_tokens": r.completion_tokens, "token_ids": r.token_ids, "error": r.error,
+             "timings": r.timings} for r in results]}))
+    elif FLAGS.num_samples > 1:
+        for i, r in enumerate(results):
+            print(f"--- sample {i} ({r.finish_reason})\n{r.content}")
+    if any(r.finish_reason == "error" for r in results):
+        for r in results:
+            if r.error:
+                print(f"gptoss generate: {r.error}", file=sys.stderr)
+        sys.exit(1)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     if FLAGS.num_samples < 1:
         raise app.UsageError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
+    if FLAGS.chat or FLAGS.messages is not None:
+        eflags.setup_compilation_cache()
+        eflags.load_tokenizer()  # chats need it: fail before loading the model
+        model = common.load_model()
+        engine = eflags.build_engine(model, num_slots=min(8, FLAGS.num_samples))
+        return _chat_main(model, engine)
     enc = eflags.try_tokenizer()
     prompt = eflags.prompt_from_flags(enc)
     cache_dir = eflags.setup_compilation_cache()

@@ -36,7 +36,7 @@ def test_distinct_experts():
 def test_tiny_bench_end_to_end(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, "-m", "gptoss_jax.cli.main", "bench", "--model=tiny", "--batch=1,4096", "--context=16",
-           "--modes=decode", "--decode_steps=2", "--warmup=1", "--progress=false", "--memory_gb=0.004",
+           "--modes=decode", "--timed_steps=2", "--warmup=1", "--progress=false", "--memory_gb=0.004",
            f"--out={out}"]
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env.pop("XLA_FLAGS", None)

@@ -129,10 +129,11 @@ def build(file_cfg: dict):
         sampling = sampling_grid(file_cfg["sampling"])
     seed = _pick("seed", file_cfg.get("seed"))
     overrides = {k: TaskOverride(**v) for k, v in (file_cfg.get("task_overrides") or {}).items()}
-    replica_index = FLAGS.replica_index if FLAGS.replica_index is not None else int(
-        os.environ.get("GPTOSS_REPLICA_INDEX", 0))
-    replica_count = FLAGS.replica_count if FLAGS.replica_count is not None else int(
-        os.environ.get("GPTOSS_REPLICA_COUNT", 1))
+    info = _replica()
+    replica_index = FLAGS.replica_index if FLAGS.replica_index is not None else (
+        info.index if info else int(os.environ.get("GPTOSS_REPLICA_INDEX", 0)))
+    replica_count = FLAGS.replica_count if FLAGS.replica_count is not None else (
+        info.count if info else int(os.environ.get("GPTOSS_REPLICA_COUNT", 1)))
     sweep = SweepConfig(tasks=tasks, efforts=efforts, repeats=_pick("repeats", file_cfg.get("repeats")),
                         sampling=sampling, limit=_pick("limit", file_cfg.get("limit")),
                         seed=None if seed == -1 else seed, overrides=overrides, replica_index=replica_index,
@@ -145,7 +146,9 @@ def build(file_cfg: dict):
         concurrency=_pick("concurrency", b.get("concurrency")), max_retries=_pick("max_retries", b.get("max_retries")),
         backoff_initial_s=FLAGS.backoff_initial_s, backoff_max_s=FLAGS.backoff_max_s, timeout_s=FLAGS.timeout_s,
         reasoning_effort_param=_pick("reasoning_effort_param", b.get("reasoning_effort_param")),
-        extra={**{k: str(v) for k, v in (b.get("extra") or {}).items()}, **_kv(FLAGS.backend_arg)})
+        extra={**{k: str(v) for k, v in (b.get("extra") or {}).items()}, **_kv(FLAGS.backend_arg),
+               # a multi-process job: the local engine builds its mesh over its replica's devices
+               **({"replicas": str(info.count)} if info else {})})
     g = dict(file_cfg.get("grader") or {})
     grader_model = _pick("grader_model", g.get("model"))
     grader = None
@@ -161,6 +164,31 @@ def build(file_cfg: dict):
                     device_hour=_pick("device_hourly_rate", p.get("device_hour")))
     name = file_cfg.get("name") or (Path(FLAGS.config).stem if FLAGS.config else "sweep")
     return sweep, backend, grader, prices, name
+
+
+def _replica():
+    """This process's replica in a multi-process job (gptoss_jax.distributed), or None when running alone."""
+    from gptoss_jax import distributed  # noqa: PLC0415
+
+    if not distributed.is_initialized():
+        return None
+    replicas = FLAGS["replicas"].value if "replicas" in FLAGS else 1
+    return distributed.replica_info(replicas)
+
+
+def _check_replica_plan(info):
+    """All processes of a replica must run the same samples in lockstep (one model spans them)."""
+    from evals.runner import SweepError  # noqa: PLC0415
+    from gptoss_jax import distributed  # noqa: PLC0415
+
+    def check(keys):
+        plans = distributed.allgather_json([info.index, len(keys), keys[:1] + keys[-1:]], what="eval plan")
+        mine = [p for pid, p in enumerate(plans) if pid in info.process_ids]
+        if any(p != mine[0] for p in mine):
+            counts = {pid: plans[pid][1] for pid in info.process_ids}
+            raise SweepError(f"the processes of replica {info.index} disagree on what is left to run ({counts} "
+                             "samples): their --output_dir must be storage they all see (a shared filesystem)")
+    return check
 
 
 def write_reports(out_dir: Path, prices, task_order, meta: dict) -> str:
@@ -202,15 +230,31 @@ def run(argv=None) -> int:
             ctx = GradeContext(grader_backend=grader, code_timeout_s=FLAGS.code_timeout_s,
                                grader_reasoning_effort=FLAGS.grader_reasoning_effort)
             cache_dir = Path(FLAGS.cache_dir) if FLAGS.cache_dir else default_cache_dir()
+            info = _replica()
+            # in a replica of several processes only its leader keeps records; the others run in lockstep
+            scratch = (out_dir / f".process-{os.getpid()}.jsonl"
+                       if info is not None and not info.is_leader else None)
             try:
                 outcome = run_sweep(sweep, backend, out_dir, cache_dir=cache_dir, offline=FLAGS.offline,
                                     grade_ctx=ctx, rerun_failed=FLAGS.rerun_failed, grade_workers=FLAGS.grade_workers,
-                                    progress=FLAGS.progress, log=lambda m: print(m, file=sys.stderr))
+                                    progress=FLAGS.progress, log=lambda m: print(m, file=sys.stderr),
+                                    records_path=scratch,
+                                    check_plan=_check_replica_plan(info) if info is not None else None)
             finally:
                 backend.close()
                 if grader is not None:
                     grader.close()
             print(summarize_outcome(outcome), file=sys.stderr)
+            if info is not None:  # every replica's records reach process 0, which writes the one report
+                from gptoss_jax import distributed  # noqa: PLC0415
+
+                if scratch is not None:
+                    scratch.unlink(missing_ok=True)
+                distributed.barrier("eval sweep done")
+                mine = [outcome.records_path.name] if info.is_leader and outcome.records_path.exists() else []
+                distributed.collect_files(str(out_dir), mine)
+                if not distributed.is_main():
+                    return 0
         elif not records.record_files(out_dir):
             raise SweepError(f"--report_only: no records in {out_dir}")
         print(write_reports(out_dir, prices, sweep.tasks, meta))

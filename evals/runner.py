@@ -211,7 +211,11 @@ def _progress(total: int, enabled: bool):
 
 def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir: Path, offline: bool = False,
               grade_ctx: GradeContext | None = None, rerun_failed: bool = True, grade_workers: int = 4,
-              progress: bool = True, log=print) -> SweepOutcome:
+              progress: bool = True, log=print, records_path: Path | None = None,
+              check_plan=None) -> SweepOutcome:
+    """Run what is left of the sweep. records_path: where this process appends records (default: its replica's
+    file in out_dir). check_plan(keys): called with the keys about to run, before anything runs (multi-process
+    replicas check there that all their processes agree)."""
     config.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -222,7 +226,7 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
             raise SweepError(f"task {name!r} is graded by a grader model: pass --grader_model (with "
                              "--grader_base_url for an endpoint) or --grader_backend=local")
     items = plan(config, loaded)
-    path = rec_io.records_path(out_dir, config.replica_index, config.replica_count)
+    path = records_path or rec_io.records_path(out_dir, config.replica_index, config.replica_count)
     existing = rec_io.load_records(rec_io.record_files(out_dir))
     done = {k for k, r in existing.items() if r.get("status") == "ok" or (r.get("status") == "failed" and
                                                                            not rerun_failed)}
@@ -231,6 +235,8 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
     if skipped:
         log(f"resume: {skipped} of {len(items)} samples already recorded in {out_dir}; running {len(todo)}")
     outcome = SweepOutcome(planned=len(items), skipped=skipped, ran=0, failed=0, records_path=path)
+    if check_plan is not None:
+        check_plan([it.key for it in todo])
     if not todo:
         return outcome
     by_key = {it.key: it for it in todo}

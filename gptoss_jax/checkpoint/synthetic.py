@@ -8,8 +8,11 @@ scales that give a weight std of about 1/sqrt(fan-in). Tensors are produced one 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
+import socket
 import zlib
 
 import ml_dtypes
@@ -121,4 +124,32 @@ def write_release(path: str, cfg: ModelConfig, *, seed: int = 0, max_shard_bytes
     write_checkpoint(path, cfg, layouts.HF, seed=seed, max_shard_bytes=max_shard_bytes, show_progress=show_progress)
     write_checkpoint(os.path.join(path, "original"), cfg, layouts.ORIGINAL, seed=seed,
                      max_shard_bytes=original_shard_bytes, show_progress=show_progress)
+    return path
+
+
+DEFAULT_ROOT = os.path.join(os.path.expanduser("~"), ".cache", "gptoss_jax", "synthetic")
+
+
+def cached_checkpoint(preset: str | ModelConfig, seed: int = 0, root: str | None = None, *,
+                      show_progress: bool = True) -> str:
+    """The synthetic HF-layout checkpoint of (preset, seed) under `root`, written on first use; returns its path.
+
+    Every process of a multi-process job may call it (hosts need not share a disk): each writes into a folder of
+    its own and renames it into place; the first rename wins.
+    """
+    from gptoss_jax import distributed
+    from gptoss_jax.config import get_config
+
+    cfg = get_config(preset) if isinstance(preset, str) else preset
+    path = os.path.join(root or DEFAULT_ROOT, f"{cfg.name}-seed{seed}")
+    if not os.path.exists(os.path.join(path, "config.json")):
+        logging.info("writing synthetic %s checkpoint to %s", cfg.name, path)
+        tmp = f"{path}.partial-{socket.gethostname()}-{os.getpid()}"
+        write_checkpoint(tmp, cfg, seed=seed, show_progress=show_progress and distributed.is_main())
+        try:
+            os.replace(tmp, path)
+        except OSError:
+            if not os.path.exists(os.path.join(path, "config.json")):
+                raise
+            shutil.rmtree(tmp, ignore_errors=True)
     return path

@@ -1,10 +1,7 @@
 """Flags every model-running subcommand shares, and the one way they turn into a loaded model."""
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import socket
 
 from absl import flags
 
@@ -17,8 +14,8 @@ flags.DEFINE_string("checkpoint", None, "Checkpoint folder: HF or original relea
 flags.DEFINE_string("model", "demo", "Without --checkpoint: a config preset (gpt-oss-20b, gpt-oss-120b, tiny, demo, "
                     "...) whose random synthetic checkpoint is written once to --synthetic_dir and loaded.")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic checkpoint (and of sampling unless a request sets one).")
-flags.DEFINE_string("synthetic_dir", os.path.join(os.path.expanduser("~"), ".cache", "gptoss_jax", "synthetic"),
-                    "Where synthetic checkpoints are written.")
+flags.DEFINE_string("synthetic_dir", None,
+                    "Where synthetic checkpoints are written (default ~/.cache/gptoss_jax/synthetic).")
 flags.DEFINE_string("mesh", None, "Mesh shape 'data,expert,tensor' over all devices, e.g. '1,8,1'; default: one "
                     "device (in a multi-process job: every device on the expert axis).")
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
@@ -38,28 +35,6 @@ def model_mesh():
     return sharding.make_mesh(FLAGS.mesh or (1, len(devices), 1), devices)
 
 
-def synthetic_checkpoint(preset: str, seed: int, root: str, *, show_progress: bool = True) -> str:
-    """Path of the synthetic release-style checkpoint for (preset, seed), written on first use."""
-    from gptoss_jax import distributed
-    from gptoss_jax.checkpoint import synthetic
-    from gptoss_jax.config import get_config
-
-    cfg = get_config(preset)
-    path = os.path.join(root, f"{cfg.name}-seed{seed}")
-    if not os.path.exists(os.path.join(path, "config.json")):
-        logging.info("writing synthetic %s checkpoint to %s", cfg.name, path)
-        # every process of a job may write it (hosts need not share a disk): each into its own folder, first wins
-        tmp = f"{path}.partial-{socket.gethostname()}-{os.getpid()}"
-        synthetic.write_checkpoint(tmp, cfg, seed=seed, show_progress=show_progress and distributed.is_main())
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            if not os.path.exists(os.path.join(path, "config.json")):
-                raise
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
-
-
 def load_model(counter=None):
     """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel); joins the multi-process
     job first if the CLI entry point has not. counter: a ByteCounter of the checkpoint bytes this process reads."""
@@ -68,7 +43,9 @@ def load_model(counter=None):
 
     init_distributed()
     kernels.set_impl(FLAGS.moe_impl)
-    path = FLAGS.checkpoint or synthetic_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
-                                                    show_progress=FLAGS.progress)
+    from gptoss_jax.checkpoint.synthetic import cached_checkpoint
+
+    path = FLAGS.checkpoint or cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
+                                                 show_progress=FLAGS.progress)
     return gptoss_jax.load(path, mesh=model_mesh(), dtype=FLAGS.dtype, show_progress=FLAGS.progress,
                            counter=counter)

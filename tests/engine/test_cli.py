@@ -11,7 +11,7 @@ from absl import app, flags
 
 import gptoss_jax
 from gptoss_jax.cli import chat as chat_cli
-from gptoss_jax.cli import flags as common
+from gptoss_jax.checkpoint.synthetic import cached_checkpoint
 from gptoss_jax.cli import generate as generate_cli
 from gptoss_jax.cli import score as score_cli
 from gptoss_jax.engine import Engine, Request, SamplingParams
@@ -50,7 +50,7 @@ def test_generate_json_matches_the_engine(cli, capsys):
     assert out["prompt_ids"] == [5, 6, 7, 8] and len(s["token_ids"]) == 6 and s["finish_reason"] == "length"
     assert len(s["logprobs"]) == 6 and all(len(t) == 3 and t[0][1] == lp for t, lp in zip(s["top_logprobs"],
                                                                                            s["logprobs"]))
-    path = common.synthetic_checkpoint("tiny", 3, cli.synthetic_dir, show_progress=False)   # what the CLI loaded
+    path = cached_checkpoint("tiny", 3, cli.synthetic_dir, show_progress=False)   # what the CLI loaded
     engine = Engine(gptoss_jax.load(path, dtype="float32", show_progress=False), **ENGINE_KW)
     [ref] = engine.generate([Request([5, 6, 7, 8], SamplingParams(temperature=0.0, max_tokens=6))])
     assert s["token_ids"] == ref.token_ids

@@ -224,3 +224,31 @@ def test_flags_that_differ_across_processes_are_named(tmp_path):
         assert rc != 0
         assert "flags differ across the 2 processes: --seed is 3 on process 0; 4 on process 1" in text, text[-3000:]
     assert not os.listdir(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ eval sweeps
+def _eval_job(out: str, synth: str, *extra: str) -> list[str]:
+    return [sys.executable, LAUNCH, "-n", "2", "--cpu_devices", "2", "--timeout", str(JOB_TIMEOUT_S), "--",
+            sys.executable, "-m", "gptoss_jax.cli.main", "eval", "--backend=local", "--model=demo",
+            "--tasks=humaneval", "--reasoning_efforts=low,high", "--limit=3", "--repeats=1", "--max_tokens=8",
+            f"--output_dir={out}", "--backend_arg=num_slots=2", "--backend_arg=max_len=1024",
+            f"--backend_arg=synthetic_dir={synth}", "--progress=false", *extra]
+
+
+def test_eval_sweep_splits_across_replicas_and_merges(tmp_path):
+    """`gptoss eval` as a 2-process job with 2 replicas: each runs its share of the samples on its own devices,
+    writes its own records, and process 0 prints one table over all of them."""
+    out = str(tmp_path / "run")
+    rc, text = _run(_eval_job(out, str(tmp_path / "synth"), "--replicas=2"), JOB_TIMEOUT_S + 30)
+    assert rc == 0, text[-4000:]
+    files = sorted(f for f in os.listdir(out) if f.startswith("records"))
+    assert files == ["records.replica-0-of-2.jsonl", "records.replica-1-of-2.jsonl"]
+    keys = []
+    for f in files:
+        with open(os.path.join(out, f)) as fh:
+            recs = [json.loads(line) for line in fh]
+        assert recs and all(r["status"] == "ok" for r in recs)
+        keys += [r["key"] for r in recs]
+    assert len(keys) == len(set(keys)) == 6                       # every sample once, split between replicas
+    table = [line for line in text.splitlines() if line.startswith("HumanEval")]
+    assert len(table) == 2 and all(" 3 " in line for line in table)  # one table, 3 executions an effort

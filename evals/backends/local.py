@@ -1,0 +1,159 @@
+"""The in-process JAX engine as an eval backend: harmony rendering, continuous batching, harmony parsing.
+
+    gptoss eval --backend=local --model=/ckpt/gpt-oss-120b --backend_arg=mesh=1,8,1 --backend_arg=num_slots=64
+    gptoss eval --backend=local --model=demo        # a preset: its synthetic checkpoint (random weights)
+
+`--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
+arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the
+default completion limit when a request sets none: what fits in max_len), moe_impl (auto), synthetic_dir, seed
+(of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
+stay full while the harness records and grades finished samples.
+
+Cost: each engine step's wall time is split evenly among the requests holding a slot during it, so the
+device-seconds of a sweep add up to the time the device was busy.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Iterable, Iterator
+
+from evals.backends.base import Backend, BackendConfig, BackendFatalError, Request, Result, ToolCall
+
+_INT_ARGS = ("num_slots", "max_len", "max_tokens", "seed", "decode_steps", "prefill_chunk", "replicas")
+
+
+def create(config: BackendConfig) -> Backend:
+    return LocalBackend(config)
+
+
+def _args(config: BackendConfig) -> dict:
+    known = {"mesh", "dtype", "moe_impl", "synthetic_dir", "replicas", *_INT_ARGS}
+    unknown = sorted(set(config.extra) - known)
+    if unknown:
+        raise BackendFatalError(f"--backend_arg {unknown} not understood by the local backend; expected some of "
+                                f"{sorted(known)}")
+    out = dict(config.extra)
+    for k in _INT_ARGS:
+        if k in out:
+            try:
+                out[k] = int(out[k])
+            except ValueError:
+                raise BackendFatalError(f"--backend_arg {k}={out[k]!r}: expected an integer") from None
+    return out
+
+
+def _mesh(args: dict):
+    """--backend_arg mesh over this process's devices, or, in a multi-process job, over its replica's devices."""
+    from gptoss_jax import distributed, sharding
+
+    if not distributed.is_initialized():
+        return args.get("mesh")
+    devices = distributed.replica_info(args.get("replicas", 1)).devices()
+    return sharding.make_mesh(args.get("mesh") or (1, len(devices), 1), devices)
+
+
+class LocalBackend(Backend):
+    bills_device_time = True
+
+    def __init__(self, config: BackendConfig):
+        import gptoss_jax
+        from gptoss_jax import kernels
+        from gptoss_jax.checkpoint import synthetic
+        from gptoss_jax.config import PRESETS
+        from gptoss_jax.engine import Engine
+
+        args = _args(config)
+        if not config.model:
+            raise BackendFatalError("--backend=local needs --model: a checkpoint folder or a preset such as "
+                                    f"{sorted(PRESETS)}")
+        try:
+            kernels.set_impl(args.get("moe_impl", "auto"))
+            path = config.model
+            if config.model in PRESETS:
+                path = synthetic.cached_checkpoint(config.model, args.get("seed", 0), args.get("synthetic_dir"))
+            self.model = gptoss_jax.load(path, mesh=_mesh(args), dtype=args.get("dtype", "bfloat16"))
+            self.engine = Engine(self.model, num_slots=args.get("num_slots", 8),
+                                 max_len=min(args.get("max_len", 8192), self.model.cfg.max_context),
+                                 **{k: args[k] for k in ("decode_steps", "prefill_chunk") if k in args})
+        except (ValueError, OSError) as e:  # bad checkpoint, config, mesh or engine sizes: nothing can run
+            raise BackendFatalError(f"local backend cannot start: {e}") from None
+        self.default_max_tokens = args.get("max_tokens")
+        self.config = config
+
+    def describe(self) -> dict:
+        return {**self.config.describe(), "engine": {"num_slots": self.engine.num_slots,
+                                                     "max_len": self.engine.max_len,
+                                                     "dtype": self.model.dtype.name}}
+
+    def _engine_request(self, req: Request):
+        from gptoss_jax import chat as chat_lib
+        from gptoss_jax.engine import SamplingParams
+
+        s = req.sampling
+        sampling = SamplingParams(
+            temperature=1.0 if s.temperature is None else s.temperature,
+            top_p=1.0 if s.top_p is None else s.top_p, top_k=s.top_k or 0, seed=s.seed, stop=tuple(s.stop),
+            max_tokens=s.max_tokens if s.max_tokens is not None else self.default_max_tokens)
+        chat_req = chat_lib.ChatRequest(messages=req.messages, tools=list(req.tools) or None,
+                                        reasoning_effort=req.reasoning_effort, sampling=sampling, id=req.id)
+        er = chat_lib.to_engine_request(chat_req)
+        if er.sampling.max_tokens is None:  # as much as fits after the prompt
+            er = dataclasses.replace(er, sampling=dataclasses.replace(
+                er.sampling, max_tokens=max(1, self.engine.max_len - len(er.prompt))))
+        return er
+
+    def _result(self, res, started: float, device_s: float) -> Result:
+        from gptoss_jax import chat as chat_lib
+
+        c = chat_lib.from_engine_result(res)
+        latency = time.time() - started
+        if c.error is not None:
+            return Result.failure(c.error, latency_s=latency, started_at=started)
+        return Result(content=c.content or "", reasoning=c.reasoning or "",
+                      tool_calls=tuple(ToolCall(t.name, t.arguments, t.id) for t in c.tool_calls),
+                      prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens, latency_s=latency,
+                      device_seconds=device_s, finish_reason=c.finish_reason, started_at=started)
+
+    def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
+        from gptoss_jax.engine import RequestError
+
+        source = iter(requests)
+        exhausted = False
+        live: dict[str, tuple[float, list[float]]] = {}      # engine id -> (started unix time, [device seconds])
+        try:
+            while True:
+                while not exhausted and len(live) < 2 * self.engine.num_slots:
+                    req = next(source, None)
+                    if req is None:
+                        exhausted = True
+                        break
+                    started = time.time()
+                    try:
+                        rid = self.engine.submit(self._engine_request(req))
+                    except (RequestError, ValueError) as e:  # bad chat input, overlong prompt, bad sampling value
+                        yield req.id, Result.failure(str(e), started_at=started)
+                        continue
+                    live[rid] = (started, [0.0])
+                if not live:
+                    return
+                before = {s.id for s in self.engine.slots if s is not None}
+                t0 = time.perf_counter()
+                events = self.engine.step()
+                dt = time.perf_counter() - t0
+                # whoever held a slot during the step: before it, after it, or admitted and finished within it
+                holding = (before | {s.id for s in self.engine.slots if s is not None}
+                           | {ev.request_id for ev in events}) & live.keys()
+                for rid in holding:
+                    live[rid][1][0] += dt / len(holding)
+                for ev in events:
+                    if ev.finish_reason is None or ev.request_id not in live:
+                        continue
+                    started, device_s = live.pop(ev.request_id)
+                    yield ev.request_id, self._result(self.engine.result(ev.request_id), started, device_s[0])
+        finally:
+            for rid in live:           # the caller stopped early: stop what is still running
+                self.engine.cancel(rid)
+
+    def close(self) -> None:
+        self.engine.close()

@@ -13,6 +13,7 @@ import dataclasses
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from gptoss_jax import harmony
+from gptoss_jax.harmony.results import assistant_message
 from gptoss_jax.engine import Engine, Request, RequestError, Result, SamplingParams
 
 
@@ -52,12 +53,7 @@ class ChatCompletion:
     parsed: harmony.ChatResult | None = None
 
     def to_message(self) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.reasoning is not None:
-            msg["reasoning_content"] = self.reasoning
-        if self.tool_calls:
-            msg["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return msg
+        return assistant_message(self.content, self.reasoning, self.tool_calls)
 
 
 def to_engine_request(req: ChatRequest) -> Request:

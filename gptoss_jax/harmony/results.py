@@ -45,12 +45,17 @@ class ChatResult:
 
     def to_message(self) -> dict[str, Any]:
         """An OpenAI-style assistant message (with ``reasoning_content``), ready to append to the chat."""
-        out: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.reasoning is not None:
-            out["reasoning_content"] = self.reasoning
-        if self.tool_calls:
-            out["tool_calls"] = [c.to_openai() for c in self.tool_calls]
-        return out
+        return assistant_message(self.content, self.reasoning, self.tool_calls)
+
+
+def assistant_message(content: str | None, reasoning: str | None, tool_calls: Sequence[ToolCall]) -> dict[str, Any]:
+    """An OpenAI-style assistant message: content, reasoning_content (when there is any), tool_calls."""
+    out: dict[str, Any] = {"role": "assistant", "content": content}
+    if reasoning is not None:
+        out["reasoning_content"] = reasoning
+    if tool_calls:
+        out["tool_calls"] = [c.to_openai() for c in tool_calls]
+    return out
 
 
 def _call_id(index: int, name: str, arguments: str) -> str:

@@ -25,8 +25,9 @@ def _read(prompt: str, stream_in) -> str | None:
     return None if line == "" else line.rstrip("\n")
 
 
-def run_chat(engine, sampling, stream_in=None) -> None:
-    """Harmony chat: OpenAI-style messages accumulate; every turn renders, streams and parses one answer."""
+def run_chat(engine, sampling, stream_in=None, tools=()) -> None:
+    """Harmony chat: OpenAI-style messages accumulate; every turn renders, streams and parses one answer (with
+    built-in tools: runs the tool loop, the model's calls executed between its rounds)."""
     stream_in = stream_in or sys.stdin
     messages: list[dict] = []
     while True:
@@ -54,6 +55,11 @@ def run_chat(engine, sampling, stream_in=None) -> None:
             continue
         turn = messages + [{"role": "user", "content": line}]
         try:
+            if tools:  # the model may call them: run each call here and let it continue
+                looped = chat_flags.run_tool_turn(engine, turn, sampling, tools)
+                messages = turn + looped.messages
+                print(f"[{looped.rounds} rounds, {len(looped.calls)} tool calls, {looped.finish_reason}]")
+                continue
             res = chat_flags.print_stream(engine, chat_flags.chat_request(turn, sampling))
         except (RequestError, ValueError) as e:
             print(f"[{e}; /reset clears the conversation]")
@@ -122,7 +128,7 @@ def main(argv):
     if not FLAGS.raw and enc is not None and model.cfg.vocab_size == eflags.HARMONY_VOCAB:
         print(f"gptoss chat: {model.cfg.name}, harmony chat, reasoning effort {FLAGS.reasoning_effort}; "
               f"/effort, /system, /reset, /quit")
-        return run_chat(engine, eflags.sampling_params(model.cfg.vocab_size))
+        return run_chat(engine, eflags.sampling_params(model.cfg.vocab_size), tools=chat_flags.builtin_tools())
     mode = "text" if enc is not None else "token ids (comma-separated; no tokenizer installed)"
     print(f"gptoss chat: {model.cfg.name}, raw continuation, input as {mode}; /reset, /quit")
     run(engine, enc, eflags.sampling_params(model.cfg.vocab_size))

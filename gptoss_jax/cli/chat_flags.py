@@ -16,7 +16,10 @@ flags.DEFINE_string("tools", None, "OpenAI function tools: a JSON list, or @path
 flags.DEFINE_string("tool_choice", "auto", "auto | none | required | a function name (enforced by the sampler).")
 flags.DEFINE_string("response_format", None, "OpenAI response_format (json_object or json_schema) as JSON or "
                     "@path; the final answer is constrained to it.")
-flags.DEFINE_list("builtin_tools", [], "Built-in harmony tools to declare: browser, python.")
+flags.DEFINE_list("builtin_tools", [], "Built-in harmony tools the model may call, run here between its turns: "
+                  "python (a sandboxed subprocess: no network, time and memory limits), browser (needs "
+                  "--browser_dir).")
+flags.DEFINE_string("browser_dir", None, "Folder of documents the offline browser tool searches (BM25) and opens.")
 flags.DEFINE_bool("show_reasoning", True, "Stream the analysis channel (chain of thought) too.")
 FLAGS = flags.FLAGS
 
@@ -36,9 +39,51 @@ def json_flag(name: str, value: str | None, expected: str):
         raise app.UsageError(f"--{name}: not valid JSON ({e}); expected {expected}") from None
 
 
+def builtin_tools() -> list:
+    """The tool objects --builtin_tools asks for (each `call`s into the sandbox or the offline browser)."""
+    from gptoss_jax.harmony.tools.browser import BrowserTool
+    from gptoss_jax.harmony.tools.browser_backend import LocalFolderBackend
+    from gptoss_jax.harmony.tools.python_tool import PythonTool
+
+    out = []
+    for name in FLAGS.builtin_tools:
+        if name == "python":
+            out.append(PythonTool())
+        elif name == "browser":
+            if not FLAGS.browser_dir or not os.path.isdir(FLAGS.browser_dir):
+                raise app.UsageError(f"--builtin_tools=browser needs --browser_dir, a folder of documents (got "
+                                     f"{FLAGS.browser_dir!r})")
+            out.append(BrowserTool(LocalFolderBackend(FLAGS.browser_dir)))
+        else:
+            raise app.UsageError(f"--builtin_tools: unknown tool {name!r}; expected python or browser")
+    return out
+
+
+def run_tool_turn(engine, messages, sampling, tools, out=None):
+    """One user turn with built-in tools: the model calls them, they run here, it continues until it answers.
+
+    Returns the harmony ToolLoopResult (its .messages extend the chat). Not streamed: each round is one request."""
+    from gptoss_jax import harmony
+
+    out = out or sys.stdout
+    res = harmony.run_tool_loop(
+        chat_lib.generate_fn(engine, sampling), messages, None, {}, builtin_tools=tools,
+        reasoning_effort=FLAGS.reasoning_effort, developer_instructions=FLAGS.system,
+        max_tokens=sampling.max_tokens or 4096)
+    for call in res.calls:
+        out.write(f"[call {call.recipient}] {call.arguments}\n[result{' (error)' if call.error else ''}] "
+                  f"{call.result[:2000]}\n")
+    if res.reasoning and FLAGS.show_reasoning:
+        out.write(f"[thinking] {res.reasoning}\n")
+    out.write(f"[answer] {res.content if res.content is not None else '(none: ' + res.finish_reason + ')'}\n")
+    return res
+
+
 def chat_request(messages, sampling) -> chat_lib.ChatRequest:
     tools = json_flag("tools", FLAGS.tools, "a JSON list of OpenAI function tools")
     choice = FLAGS.tool_choice
+    if choice not in ("auto", "none", "required"):  # a bare function name
+        choice = {"type": "function", "function": {"name": choice}}
     return chat_lib.ChatRequest(
         messages=messages, tools=tools, reasoning_effort=FLAGS.reasoning_effort, tool_choice=choice,
         response_format=json_flag("response_format", FLAGS.response_format, "an OpenAI response_format object"),

@@ -10,6 +10,7 @@ conversation). One sample streams to stdout as it is generated; --json prints id
 """
 import dataclasses
 import json
+import os
 import sys
 import time
 
@@ -58,6 +59,17 @@ def _chat_main(model, engine):
     else:
         raise app.UsageError("--chat needs --prompt (the user message) or --messages (a whole conversation)")
     base = eflags.sampling_params(model.cfg.vocab_size)
+    tools = chat_flags.builtin_tools()
+    if tools:  # the model may call them: each call runs here between its rounds
+        if FLAGS.num_samples != 1:
+            raise app.UsageError("--builtin_tools runs one conversation: use --num_samples=1")
+        looped = chat_flags.run_tool_turn(engine, messages, base, tools,
+                                          out=open(os.devnull, "w") if FLAGS.json else None)
+        if FLAGS.json:
+            print(json.dumps({"model": model.cfg.name, "messages": looped.messages, "rounds": looped.rounds,
+                              "finish_reason": looped.finish_reason,
+                              "tool_calls": [dataclasses.asdict(c) for c in looped.calls]}))
+        return
     reqs = [chat_flags.chat_request(messages, base if base.seed is None else
                                     dataclasses.replace(base, seed=base.seed + i))
             for i in range(FLAGS.num_samples)]

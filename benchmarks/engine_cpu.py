@@ -14,7 +14,7 @@ from absl import app, flags
 
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, SamplingParams
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 
 flags.DEFINE_integer("prompt_len", 256, "Prompt tokens of the prefill run.")
 flags.DEFINE_integer("requests", 32, "Requests of the mixed run.")

@@ -12,7 +12,7 @@ from absl import app, flags
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 
 flags.DEFINE_bool("raw", False, "Continue a raw token stream instead of a harmony chat.")
 FLAGS = flags.FLAGS

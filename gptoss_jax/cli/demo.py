@@ -19,7 +19,7 @@ from gptoss_jax import chat as chat_lib
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import SamplingParams, score
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 
 FLAGS = flags.FLAGS
 

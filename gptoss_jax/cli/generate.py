@@ -20,7 +20,7 @@ from gptoss_jax import chat as chat_lib
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import COUNTER, Request, RequestError, Result
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 from gptoss_jax.engine.requests import validate
 
 flags.DEFINE_bool("chat", False, "Treat --prompt as a user message of a harmony chat (see --reasoning_effort, "

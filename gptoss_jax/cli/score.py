@@ -11,7 +11,7 @@ from absl import app, flags
 
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import RequestError, score
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 
 flags.DEFINE_string("continuation", None, "Continuation text to score after the prompt.")
 flags.DEFINE_string("continuation_ids", None, "Continuation as comma-separated token ids.")

@@ -24,8 +24,8 @@ Design, in one place:
 - A persistent compilation cache (compilation.py) makes a second start load every executable instead of compiling.
 
 Modules: requests.py (what goes in and out, validation), buckets.py, slots.py (per-slot device state), sampling.py,
-steps.py (jitted device steps), scheduler.py (Engine), score.py, memory.py, compilation.py, flags.py (the CLI's
-engine and sampling flags; imported by the CLI only).
+steps.py (jitted device steps), scheduler.py (Engine), score.py, memory.py, compilation.py. The CLI's engine and
+sampling flags live in gptoss_jax/cli/engine_flags.py.
 """
 from gptoss_jax.engine.buckets import Buckets
 from gptoss_jax.engine.compilation import COUNTER, enable_persistent_cache

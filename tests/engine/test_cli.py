@@ -15,7 +15,7 @@ from gptoss_jax.checkpoint.synthetic import cached_checkpoint
 from gptoss_jax.cli import generate as generate_cli
 from gptoss_jax.cli import score as score_cli
 from gptoss_jax.engine import Engine, Request, SamplingParams
-from gptoss_jax.engine import flags as eflags
+from gptoss_jax.cli import engine_flags as eflags
 from tests.engine.conftest import ENGINE_KW
 
 FLAGS = flags.FLAGS

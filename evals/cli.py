@@ -15,7 +15,6 @@ Flags are defined at module level (absl). `main(argv)` parses them if the caller
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time

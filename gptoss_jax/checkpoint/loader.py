@@ -14,7 +14,6 @@ import logging
 
 import jax
 import jax.numpy as jnp
-import ml_dtypes
 import numpy as np
 from jax.sharding import NamedSharding, SingleDeviceSharding
 

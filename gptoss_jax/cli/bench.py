@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import json
-import math
 import os
 import platform
 import statistics

@@ -1,7 +1,6 @@
 """Flags every model-running subcommand shares, and the one way they turn into a loaded model."""
 from __future__ import annotations
 
-import os
 
 from absl import flags
 

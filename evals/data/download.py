@@ -56,13 +56,26 @@ def _progress(total: int | None, desc: str):
                 disable=not sys.stderr.isatty())
 
 
+def _error_detail(e: urllib.error.HTTPError) -> str:
+    """The server's own words, e.g. datasets-server's ``{"error": "The config does not exist."}``."""
+    try:
+        body = e.read(2000).decode("utf-8", "replace").strip()
+    except Exception:  # noqa: BLE001 - the status line alone is still a clear error
+        return ""
+    try:
+        body = str(json.loads(body).get("error", body))
+    except (ValueError, AttributeError):
+        pass
+    return f" ({body[:300]})" if body else ""
+
+
 def _with_retries(fn: Callable[[], Any], what: str, attempts: int = 3) -> Any:
     for i in range(attempts):
         try:
             return fn()
         except urllib.error.HTTPError as e:
             if e.code < 500 and e.code != 429:
-                raise DownloadError(f"{what}: HTTP {e.code} {e.reason}") from e
+                raise DownloadError(f"{what}: HTTP {e.code} {e.reason}{_error_detail(e)}") from e
             err: Exception = e
         except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
             err = e
@@ -122,7 +135,16 @@ def hf_rows_endpoint() -> str:
 
 def download_hf_rows(dataset: str, config: str, split: str, dest: Path, *, max_rows: int | None = None,
                      page: int = 100) -> Path:
-    """Page through the Hugging Face datasets-server ``/rows`` API and write the rows as JSONL (atomically)."""
+    """Page through the Hugging Face datasets-server ``/rows`` API and write the rows as JSONL (atomically).
+
+    API (https://huggingface.co/docs/dataset-viewer/rows, source huggingface/dataset-viewer docs/source/rows.md):
+    ``GET /rows?dataset=&config=&split=&offset=&length=`` with ``length`` at most 100, answering
+    ``{"features": [...], "rows": [{"row_idx", "row", "truncated_cells"}], "num_rows_total", "num_rows_per_page",
+    "partial"}``; ``partial: true`` means the split was too big to serve whole. Only datasets with a parquet export
+    are served (no loading-script datasets). An incomplete download is an error, never a silently short table.
+    """
+    if not 1 <= page <= 100:
+        raise ValueError(f"datasets-server pages hold 1 to 100 rows, not {page}")
     dest.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     offset = 0
@@ -139,6 +161,9 @@ def download_hf_rows(dataset: str, config: str, split: str, dest: Path, *, max_r
             if not isinstance(data, dict) or "rows" not in data:
                 raise DownloadError(f"datasets-server returned no rows for {dataset}/{config}/{split}: "
                                     f"{str(data)[:200]}")
+            if data.get("partial"):
+                raise DownloadError(f"datasets-server serves only part of {dataset}/{config}/{split} (partial: "
+                                    "true); download the dataset's files instead")
             total = int(data.get("num_rows_total", 0))
             if max_rows is not None:
                 total = min(total, max_rows)
@@ -156,6 +181,9 @@ def download_hf_rows(dataset: str, config: str, split: str, dest: Path, *, max_r
     finally:
         if bar is not None:
             bar.close()
+    if total is not None and len(rows) != total:
+        raise DownloadError(f"datasets-server gave {len(rows)} of the {total} rows of {dataset}/{config}/{split}; "
+                            "try again later")
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     with os.fdopen(fd, "w", encoding="utf-8") as out:
         for r in rows:

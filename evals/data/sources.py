@@ -7,6 +7,10 @@ A task lists one or more sources; `load_rows` tries them in this order:
      datasets-server) into the cache.
 If nothing works it raises `DatasetUnavailable` naming the task, each source tried and why it failed, and how to fix
 it. Tests put small fixture files, in the real schema, at the cache paths.
+
+A downloaded table is checked against the source's ``rows`` (the published row count) before it is used: a wrong
+split or a changed upstream file fails loudly (and the next source is tried) instead of scoring the wrong questions.
+Files already in the cache are trusted as they are.
 """
 from __future__ import annotations
 
@@ -34,6 +38,7 @@ class UrlFile:
     cache_name: str
     fmt: str
     sha256: str | None = None
+    rows: int | None = None
     license: str = ""
 
     def describe(self) -> str:
@@ -48,6 +53,7 @@ class HFRows:
     config: str
     split: str
     max_rows: int | None = None
+    rows: int | None = None
     license: str = ""
 
     @property
@@ -88,7 +94,28 @@ class PackageFile:
         return None
 
 
-Source = Union[UrlFile, HFRows, PackageFile]
+@dataclasses.dataclass(frozen=True)
+class Concat:
+    """One table published as several files (AIME 2025 I and II), read in order and concatenated. It is in the cache
+    when every part is; ``rows`` counts the whole table."""
+
+    parts: tuple[Union[UrlFile, HFRows], ...]
+    rows: int | None = None
+    license: str = ""
+
+    @property
+    def cache_name(self) -> str:
+        return " + ".join(p.cache_name for p in self.parts)
+
+    @property
+    def fmt(self) -> str:
+        return "concat"
+
+    def describe(self) -> str:
+        return " + ".join(p.describe() for p in self.parts)
+
+
+Source = Union[UrlFile, HFRows, PackageFile, Concat]
 
 
 def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
@@ -116,9 +143,9 @@ def load_rows(task: str, sources: Iterable[Source], *, cache_dir: Path, offline:
     cache_dir = Path(cache_dir)
     # 1. the cache
     for s in sources:
-        p = cache_dir / s.cache_name
-        if p.is_file():
-            return _read(task, p, s.fmt)
+        files = [(cache_dir / p.cache_name, p.fmt) for p in (s.parts if isinstance(s, Concat) else (s,))]
+        if all(f.is_file() for f, _ in files):
+            return [row for f, fmt in files for row in _read(task, f, fmt)]
     # 2. the sources in the order the task lists them: an installed package, or a download when online
     problems: list[str] = []
     for s in sources:
@@ -128,23 +155,38 @@ def load_rows(task: str, sources: Iterable[Source], *, cache_dir: Path, offline:
                 return _read(task, p, s.fmt)
             problems.append(f"{s.describe()}: not installed (pip install {s.pip or s.module})")
             continue
-        dest = cache_dir / s.cache_name
         if offline:
-            problems.append(f"{s.describe()}: not in the cache at {dest}")
+            problems.append(f"{s.describe()}: not in the cache at {cache_dir / s.cache_name}")
             continue
         try:
-            if isinstance(s, UrlFile):
-                download(s.url, dest, sha256=s.sha256)
-            else:
-                download_hf_rows(s.dataset, s.config, s.split, dest, max_rows=s.max_rows)
-            return _read(task, dest, s.fmt)
+            rows = [row for part in (s.parts if isinstance(s, Concat) else (s,))
+                    for row in _fetch(task, part, cache_dir)]
         except (DownloadError, OSError) as e:
             problems.append(f"{s.describe()}: {e}")
+            continue
+        if s.rows is not None and len(rows) != s.rows:
+            problems.append(f"{s.describe()}: has {len(rows)} rows, expected {s.rows} (a different split or "
+                            "an upstream change)")
+            for part in (s.parts if isinstance(s, Concat) else (s,)):
+                (cache_dir / part.cache_name).unlink(missing_ok=True)
+            continue
+        return rows
     how = ("run once without --offline on a machine with internet access (or copy the files into the cache dir)"
            if offline else "check the network, or fill the cache dir by hand")
     raise DatasetUnavailable(
         f"dataset for task {task!r} is unavailable{' in offline mode' if offline else ''}:\n  - "
         + "\n  - ".join(problems) + f"\n  cache dir: {cache_dir}; {how}")
+
+
+def _fetch(task: str, s: Union[UrlFile, HFRows], cache_dir: Path) -> list[dict[str, Any]]:
+    """The part's rows, from the cache or downloaded into it."""
+    dest = cache_dir / s.cache_name
+    if not dest.is_file():
+        if isinstance(s, UrlFile):
+            download(s.url, dest, sha256=s.sha256)
+        else:
+            download_hf_rows(s.dataset, s.config, s.split, dest, max_rows=s.max_rows)
+    return _read(task, dest, s.fmt)
 
 
 def _read(task: str, path: Path, fmt: str) -> list[dict[str, Any]]:

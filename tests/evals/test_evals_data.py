@@ -7,10 +7,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from evals.data import DatasetUnavailable, HFRows, PackageFile, UrlFile, load_rows
+from evals.data import Concat, DatasetUnavailable, HFRows, PackageFile, UrlFile, load_rows
 from evals.data.download import DownloadError, download
 
 CSV = b"Question,A,B,C,D,Answer,Subject\nQ1,a,b,c,d,A,s\n"
+PART2 = b'{"question": "q2", "answer": "7"}\n{"question": "q3", "answer": "8"}\n'
 ROWS = [{"problem": f"p{i}", "answer": str(i)} for i in range(7)]
 
 
@@ -25,13 +26,23 @@ def server():
         def do_GET(self):
             hits.append(self.path)
             u = urllib.parse.urlparse(self.path)
+            q = dict(urllib.parse.parse_qsl(u.query))
             if u.path == "/file.csv":
                 body, code = CSV, 200
-            elif u.path == "/rows":
-                q = dict(urllib.parse.parse_qsl(u.query))
+            elif u.path == "/part1.jsonl":
+                body, code = b'{"question": "q1", "answer": "6"}\n', 200
+            elif u.path == "/part2.jsonl":
+                body, code = PART2, 200
+            elif u.path == "/rows" and q["config"] == "missing":  # datasets-server's error shape
+                body, code = json.dumps({"error": "The config does not exist."}).encode(), 404
+            elif u.path == "/rows":  # as documented: rows [{row_idx, row, truncated_cells}], num_rows_total, partial
                 off, n = int(q["offset"]), int(q["length"])
-                body = json.dumps({"rows": [{"row_idx": off + i, "row": r} for i, r in enumerate(ROWS[off:off + n])],
-                                   "num_rows_total": len(ROWS)}).encode()
+                served = ROWS[:5] if q["split"] == "short" else ROWS  # "short" loses rows after the first page
+                body = json.dumps({"features": [],
+                                   "rows": [{"row_idx": off + i, "row": r, "truncated_cells": []}
+                                            for i, r in enumerate(served[off:off + n])],
+                                   "num_rows_total": len(ROWS), "num_rows_per_page": 100,
+                                   "partial": q["split"] == "partial"}).encode()
                 code = 200
             else:
                 body, code = b"nope", 404
@@ -77,12 +88,8 @@ def test_404_and_fallback_source(server, tmp_path):
 def test_hf_rows_paging(server, tmp_path, monkeypatch):
     base, hits = server
     monkeypatch.setenv("GPTOSS_EVALS_HF_ROWS_URL", f"{base}/rows")
-    import evals.data.download as dl
-    rows = []
     src = HFRows("org/set", "default", "test")
-    orig = dl.download_hf_rows
-    monkeypatch.setattr("evals.data.sources.download_hf_rows",
-                        lambda *a, **k: orig(*a, **{**k, "page": 3}))
+    monkeypatch.setattr("evals.data.sources.download_hf_rows", _paged(3))
     rows = load_rows("t", [src], cache_dir=tmp_path, offline=False)
     assert rows == ROWS and len([h for h in hits if h.startswith("/rows")]) == 3
     assert (tmp_path / "hf/org__set/default/test.jsonl").is_file()
@@ -102,3 +109,46 @@ def test_real_packaged_datasets_load(tmp_path):
     assert len(he.samples) == 164
     ife = load_task(get_task("ifeval"), cache_dir=tmp_path, offline=True)
     assert len(ife.samples) == 541
+
+
+def test_hf_rows_errors_are_clear_and_leave_no_file(server, tmp_path, monkeypatch):
+    base, _ = server
+    monkeypatch.setenv("GPTOSS_EVALS_HF_ROWS_URL", f"{base}/rows")
+    with pytest.raises(DatasetUnavailable, match="The config does not exist"):
+        load_rows("t", [HFRows("org/set", "missing", "test")], cache_dir=tmp_path, offline=False)
+    with pytest.raises(DatasetUnavailable, match="partial"):
+        load_rows("t", [HFRows("org/set", "default", "partial")], cache_dir=tmp_path, offline=False)
+    monkeypatch.setattr("evals.data.sources.download_hf_rows", _paged(3))
+    with pytest.raises(DatasetUnavailable, match="gave 5 of the 7 rows"):
+        load_rows("t", [HFRows("org/set", "default", "short")], cache_dir=tmp_path, offline=False)
+    assert not list(tmp_path.rglob("*.jsonl"))
+
+
+def _paged(page):
+    import evals.data.download as dl
+    return lambda *a, **k: dl.download_hf_rows(*a, **{**k, "page": page})
+
+
+def test_row_count_rejects_a_wrong_split_and_tries_the_next_source(server, tmp_path, monkeypatch):
+    base, _ = server
+    monkeypatch.setenv("GPTOSS_EVALS_HF_ROWS_URL", f"{base}/rows")
+    wrong = HFRows("org/set", "default", "test", rows=8)  # e.g. the hard test split where the test split was meant
+    right = HFRows("org/set", "default", "validation", rows=7)
+    assert load_rows("t", [wrong, right], cache_dir=tmp_path, offline=False) == ROWS
+    assert not (tmp_path / wrong.cache_name).exists() and (tmp_path / right.cache_name).is_file()
+    with pytest.raises(DatasetUnavailable, match="has 7 rows, expected 8"):
+        load_rows("t", [wrong], cache_dir=tmp_path, offline=False)
+
+
+def test_concat_joins_parts_in_order_and_caches_them(server, tmp_path):
+    base, hits = server
+    src = Concat((UrlFile(f"{base}/part1.jsonl", "p/I.jsonl", "jsonl"), UrlFile(f"{base}/part2.jsonl", "p/II.jsonl",
+                                                                                 "jsonl")), rows=3)
+    rows = load_rows("t", [src], cache_dir=tmp_path, offline=False)
+    assert [r["question"] for r in rows] == ["q1", "q2", "q3"]
+    assert load_rows("t", [src], cache_dir=tmp_path, offline=True) == rows and len(hits) == 2
+    (tmp_path / "p/II.jsonl").unlink()
+    with pytest.raises(DatasetUnavailable, match="part1.jsonl \\+ .*part2.jsonl: not in the cache"):
+        load_rows("t", [src], cache_dir=tmp_path, offline=True)
+    with pytest.raises(DatasetUnavailable, match="has 3 rows, expected 4"):
+        load_rows("t", [Concat(src.parts, rows=4)], cache_dir=tmp_path / "other", offline=False)

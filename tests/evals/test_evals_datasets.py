@@ -68,3 +68,11 @@ def test_every_download_declares_its_published_row_count():
                     continue
                 assert isinstance(src, (UrlFile, HFRows, Concat)) and src.rows, (spec.name, table, src)
 
+
+@pytest.mark.parametrize("text,letters,letter", [
+    ("The answer is a bit subtle: photons carry it.\n\n**C**", "ABCD", "C"),  # the article "a" is not option A
+    ("Answer: B) Wrong", "AB", "B"), ("answer: c.", "ABCD", "C"), ("The correct option is (b)", "ABCD", "B"),
+    ("Answer: a good one is B", "ABCD", None), ("Answer: C", "AB", None)])
+def test_mc_letter_reads_capitals_and_only_unambiguous_lower_case(text, letters, letter):
+    from evals import extract
+    assert extract.mc_letter(text, letters) == letter

@@ -74,13 +74,15 @@ GSM8K = TaskSpec(
 
 # Evidence: openai/simple-evals math_eval.py reads f".../simple-evals/{split}.csv" for split "math_500_test" and
 # formats {Question}, scores row["Answer"]; its sibling math_test.csv (committed in simple-evals 326580f) has the
-# header ",Question,Answer" (a pandas index column first). HuggingFaceH4/MATH-500: config default, split test, 500
-# rows {problem, solution, answer, subject, level, unique_id}.
+# header ",Question,Answer" (a pandas index column first). HuggingFaceH4/MATH-500 (test.jsonl): config default, split
+# test, 500 rows {problem, solution, answer, subject, level, unique_id}; its card states no license (the split comes
+# from openai/prm800k, MIT; MATH itself is MIT).
 MATH500 = TaskSpec(
     name="math500", benchmark="MATH-500", category="Mathematics",
     data={"main": (UrlFile("https://openaipublic.blob.core.windows.net/simple-evals/math_500_test.csv",
                            "simple-evals/math_500_test.csv", "csv", rows=500, license="MIT"),
-                   HFRows("HuggingFaceH4/MATH-500", "default", "test", rows=500, license="MIT (MATH)"))},
+                   HFRows("HuggingFaceH4/MATH-500", "default", "test", rows=500,
+                          license="none stated; MATH and prm800k are MIT"))},
     parser=parse_math500, template=MATH_TEMPLATE, extractor="final_answer", grader="math",
     strategy=Strategy("chain-of-thought"), license="MIT",
     description="The 500-problem subset of MATH (Hendrycks et al. 2021) from 'Let's Verify Step by Step'.")

@@ -56,9 +56,11 @@ class ChatCompletion:
         return assistant_message(self.content, self.reasoning, self.tool_calls)
 
 
-def to_engine_request(req: ChatRequest) -> Request:
+def to_engine_request(req: ChatRequest, *, max_len: int | None = None) -> Request:
     """Render the conversation, compile its constraint (response_format or tool_choice), set harmony's stops.
 
+    max_len (the engine's context): the completion limit becomes at most what fits after the prompt (all of it when
+    the request sets none), as a served model caps a request at its context.
     Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
     """
     prompt = harmony.render_chat(
@@ -74,6 +76,9 @@ def to_engine_request(req: ChatRequest) -> Request:
     stops = tuple(sorted(grammar.stop_token_ids if grammar is not None
                          else harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS))
     sampling = dataclasses.replace(req.sampling, stop_token_ids=stops)
+    if max_len is not None and len(prompt) < max_len:
+        room = max_len - len(prompt)
+        sampling = dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens or room, room))
     constraint = grammar.new_constraint(max_tokens=sampling.max_tokens) if grammar is not None else None
     return Request(prompt, sampling, constraint=constraint, id=req.id)
 

@@ -5,7 +5,7 @@
 
 `--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
 arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the
-default completion limit when a request sets none: what fits in max_len), moe_impl (auto), synthetic_dir, seed
+default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt), moe_impl (auto), synthetic_dir, seed
 (of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
 stay full while the harness records and grades finished samples.
 
@@ -14,7 +14,6 @@ device-seconds of a sweep add up to the time the device was busy.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 from typing import Iterable, Iterator
 
@@ -97,11 +96,7 @@ class LocalBackend(Backend):
             max_tokens=s.max_tokens if s.max_tokens is not None else self.default_max_tokens)
         chat_req = chat_lib.ChatRequest(messages=req.messages, tools=list(req.tools) or None,
                                         reasoning_effort=req.reasoning_effort, sampling=sampling, id=req.id)
-        er = chat_lib.to_engine_request(chat_req)
-        if er.sampling.max_tokens is None:  # as much as fits after the prompt
-            er = dataclasses.replace(er, sampling=dataclasses.replace(
-                er.sampling, max_tokens=max(1, self.engine.max_len - len(er.prompt))))
-        return er
+        return chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len)
 
     def _result(self, res, started: float, device_s: float) -> Result:
         from gptoss_jax import chat as chat_lib

@@ -26,6 +26,10 @@ def test_complete_many_runs_chats_and_fails_only_the_bad_one(backend):
                        sampling=Sampling(max_tokens=8))
     out = dict(backend.complete_many(iter(ok[:2] + [too_long] + ok[2:])))
     assert set(out) == {"q0", "q1", "q2", "long"}
+    # a completion limit past the context is capped at what fits after the prompt (as a server caps it)
+    big = Request(id="big", messages=({"role": "user", "content": "hi"},), sampling=Sampling(max_tokens=10**6, seed=1))
+    r = backend.complete(big)
+    assert r.ok and r.finish_reason == "length" and r.prompt_tokens + r.completion_tokens == 256
     assert not out["long"].ok and "prompt" in out["long"].error
     for rid in ("q0", "q1", "q2"):
         r = out[rid]

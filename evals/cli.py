@@ -3,12 +3,13 @@
 Examples::
 
     # any OpenAI-compatible server (vLLM, SGLang, Ollama, a hosted provider)
-    python -m evals.cli --tasks=aime2025,gpqa_diamond --base_url=http://localhost:8000/v1 \
-        --model=openai/gpt-oss-120b --concurrency=32
+    gptoss eval --tasks=aime2025,gpqa_diamond --base_url=http://localhost:8000/v1 --model=openai/gpt-oss-120b
     # the in-process JAX engine: one flag
-    python -m evals.cli --tasks=aime2025,gpqa_diamond --backend=local --model=/ckpt/gpt-oss-120b
+    gptoss eval --tasks=aime2025,gpqa_diamond --backend=local --model=/ckpt/gpt-oss-120b
     # a sweep file; flags override it
-    python -m evals.cli --config=configs/evals/model_card.yaml --limit=20
+    gptoss eval --config=configs/evals/model_card.yaml --limit=20
+    # the table and reports again, from the records of a run (nothing runs)
+    gptoss eval --config=configs/evals/model_card.yaml --report_only
 
 Flags are defined at module level (absl). `main(argv)` parses them if the caller has not already.
 """

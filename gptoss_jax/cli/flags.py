@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from absl import flags
+from absl import app, flags
 
 from gptoss_jax.cli.distributed_flags import init_distributed
 
@@ -34,6 +34,15 @@ def model_mesh():
     return sharding.make_mesh(FLAGS.mesh or (1, len(devices), 1), devices)
 
 
+def model_config():
+    """The ModelConfig of the model the flags describe, without loading (or writing) any weights: commands check
+    their input against it before the load, which takes minutes for the big models."""
+    from gptoss_jax.api import read_config
+    from gptoss_jax.config import get_config
+
+    return read_config(FLAGS.checkpoint) if FLAGS.checkpoint else get_config(FLAGS.model)
+
+
 def load_model(counter=None):
     """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel); joins the multi-process
     job first if the CLI entry point has not. counter: a ByteCounter of the checkpoint bytes this process reads."""
@@ -41,10 +50,13 @@ def load_model(counter=None):
     from gptoss_jax import kernels
 
     init_distributed()
-    kernels.set_impl(FLAGS.moe_impl)
+    try:
+        kernels.set_impl(FLAGS.moe_impl)
+    except ValueError as e:
+        raise app.UsageError(f"--moe_impl: {e}") from None
     from gptoss_jax.checkpoint.synthetic import cached_checkpoint
 
+    mesh = model_mesh()  # a bad --mesh fails before anything is written or read
     path = FLAGS.checkpoint or cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
                                                  show_progress=FLAGS.progress)
-    return gptoss_jax.load(path, mesh=model_mesh(), dtype=FLAGS.dtype, show_progress=FLAGS.progress,
-                           counter=counter)
+    return gptoss_jax.load(path, mesh=mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress, counter=counter)

@@ -1,0 +1,198 @@
+"""The command line as a user meets it: bad input ends a command with ONE line `gptoss SUB: error: ...` on stderr
+and exit status 2 (never a traceback), before any weights load; --help lists a subcommand's flags. Everything runs
+in-process through the real entry point (gptoss_jax.cli.main.run), on presets and checkpoints written here."""
+import io
+import json
+import os
+import sys
+
+import pytest
+from absl import flags
+
+import gptoss_jax
+from gptoss_jax.checkpoint import orbax_io, synthetic
+from gptoss_jax.checkpoint.safetensors_io import CheckpointError
+from gptoss_jax.cli import chat as chat_cli
+from gptoss_jax.cli import flags as common
+from gptoss_jax.cli import main as cli_main
+from gptoss_jax.config import PRESETS
+
+FLAGS = flags.FLAGS
+
+
+@pytest.fixture
+def gptoss(capsys, monkeypatch):
+    """run('generate', '--flag', ...) -> (exit status, stdout, stderr). Loading the model is an error unless
+    allow_load: those refusals must come before the load."""
+    def no_load(counter=None):
+        raise AssertionError("the model was loaded before the input was checked")
+
+    def run(*argv, allow_load=False):
+        FLAGS.unparse_flags()
+        try:
+            with monkeypatch.context() as m, pytest.raises(SystemExit) as e:
+                if not allow_load:
+                    m.setattr(common, "load_model", no_load)
+                cli_main.run(["gptoss", *argv])
+        finally:
+            FLAGS.unparse_flags()
+        out = capsys.readouterr()
+        return e.value.code, out.out, out.err
+    return run
+
+
+def one_error_line(code, err, sub, needle):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith(f"gptoss {sub}: error: "), err
+    assert needle in lines[0] and "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    return synthetic.write_checkpoint(str(tmp_path_factory.mktemp("ux") / "tiny"), PRESETS["tiny"], seed=1)
+
+
+def test_bad_checkpoints_and_flags_are_one_line(gptoss, tiny_ckpt, tmp_path):
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    for name in os.listdir(tiny_ckpt):
+        data = open(os.path.join(tiny_ckpt, name), "rb").read()
+        (truncated / name).write_bytes(data[:len(data) // 2] if name.endswith(".safetensors") else data)
+    a_file = tmp_path / "weights.bin"
+    a_file.write_text("x")
+    cases = [
+        ([f"--checkpoint={a_file}"], "expected a checkpoint FOLDER"),
+        ([f"--checkpoint={tmp_path / 'missing'}"], "no such checkpoint folder"),
+        ([f"--checkpoint={truncated}"], "truncated"),
+        (["--model=tiny-5b"], "unknown model config 'tiny-5b'"),
+        (["--model=tiny", "--mesh=1,2"], "expected three positive sizes"),
+        (["--model=tiny", "--mesh=1,64,1"], "uses 64 devices"),
+        (["--model=tiny", "--moe_impl=fast"], "--moe_impl: unknown MoE kernel 'fast'"),
+        (["--model=tiny", "--num_slots=0"], "num_slots"),
+        (["--model=tiny", "--dtype=fp8"], "bfloat16|float32"),
+        (["--model=tiny", "--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
+    ]
+    for args, needle in cases:
+        code, _, err = gptoss("generate", *args, "--prompt_ids=1,2", f"--synthetic_dir={tmp_path / 'synth'}",
+                              "--compilation_cache_dir=off", allow_load=True)
+        one_error_line(code, err, "generate", needle)
+    assert not os.path.exists(tmp_path / "synth")   # refused before a synthetic checkpoint was written
+
+
+def test_requests_are_refused_before_loading(gptoss, tmp_path):
+    refused = [
+        (["--prompt_ids=" + ",".join(["1"] * 70), "--max_len=64"], "70 tokens do not fit the engine's context of 64"),
+        (["--prompt_ids=1,600"], "token id 600 at index 1 is outside the vocabulary [0, 512)"),
+        (["--prompt_ids=1", "--top_p=1.5"], "top_p: expected a value in (0.0, 1.0]"),
+        (["--prompt_ids=1", "--temperature=-1"], "temperature: expected a value in [0.0, inf)"),
+        (["--prompt_ids=1", "--max_len=200000"], "--max_len=200000: expected a value in [1, 131072]"),
+        (["--prompt_ids=1", "--chat"], "need a model with the o200k_harmony vocabulary"),
+    ]
+    for args, needle in refused:
+        one_error_line(*gptoss("generate", "--model=tiny", "--compilation_cache_dir=off", *args)[::2], "generate",
+                       needle)
+    one_error_line(*gptoss("generate", "--model=tiny", "--prompt_ids=1,x")[::2], "generate",
+                   "--prompt_ids='1,x': expected comma-separated integer token ids")
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text('{"prompt": [1, 2], "continuation": [3]}\n\n{"prompt": [1, 2], "continuation": [3, 900]}\n')
+    one_error_line(*gptoss("score", "--model=tiny", "--compilation_cache_dir=off", f"--input={pairs}")[::2], "score",
+                   f"{pairs}:3 continuation: token id 900 at index 1 is outside the vocabulary")
+    pairs.write_text('{"prompt": [1, 2], "continuation": [3, "x"]}\n')
+    one_error_line(*gptoss("score", "--model=tiny", "--compilation_cache_dir=off", f"--input={pairs}")[::2], "score",
+                   "continuation: expected a list of integer token ids, but it holds 'x'")
+    (tmp_path / "out" / "params").mkdir(parents=True)
+    one_error_line(*gptoss("convert", "--model=tiny", f"--orbax_dir={tmp_path / 'out'}")[::2], "convert",
+                   "params already exists")
+
+
+def test_chat_input_is_refused_before_loading(gptoss, tmp_path):
+    def file(name, value):
+        (tmp_path / name).write_text(value if isinstance(value, str) else json.dumps(value))
+        return f"@{tmp_path / name}"
+
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    refused = [
+        ([f"--messages={file('empty.json', [])}"], "messages is empty"),
+        ([f"--messages={file('str.json', ['hi'])}"], "messages[0] must be an object with 'role' and 'content'"),
+        ([f"--messages={file('nocontent.json', [{'role': 'user', 'text': 'hi'}])}"], "(user) has no content"),
+        ([f"--messages={file('broken.json', '[{')}"], "--messages: not valid JSON"),
+        (["--chat", "--prompt=hi", f"--tools={file('tools.json', tool)}"], "tools must be a list"),
+        (["--chat", "--prompt=hi", f"--tools={file('tools2.json', [tool])}", "--tool_choice=get_time"],
+         "tool_choice names function 'get_time', which is not among the tools ['get_weather']"),
+        (["--chat", "--prompt=hi", "--response_format=" + json.dumps(
+            {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strng"}}})],
+         "cannot compile the JSON schema: Invalid type: strng"),
+        (["--chat", "--prompt=hi", "--top_k=-1"], "top_k: expected an integer in [0, inf)"),
+    ]
+    for args, needle in refused:
+        one_error_line(*gptoss("generate", "--model=demo", "--compilation_cache_dir=off", *args)[::2], "generate",
+                       needle)
+    one_error_line(*gptoss("chat", "--model=demo", "--compilation_cache_dir=off", "--response_format={")[::2],
+                   "chat", "--response_format: not valid JSON")
+
+
+def test_help_lists_the_subcommand_and_shared_flags(gptoss):
+    code, out, _ = gptoss("generate", "--help")
+    assert code == 0 and out.startswith("gptoss generate: sample continuations")
+    for flag in ("--prompt_ids", "--num_samples", "--checkpoint", "--mesh", "--temperature", "--response_format"):
+        assert f"  {flag}" in out, flag
+    assert out.index("  --num_samples:") < out.index("  --checkpoint:") < out.index("  --coordinator_address:")
+    code, out, _ = gptoss("score", "-h")
+    assert code == 0 and "  --continuation_ids" in out and "  --max_len" in out
+
+
+def test_interactive_chat_commands_never_reach_the_model(monkeypatch, capsys):
+    FLAGS.unparse_flags()
+    FLAGS(["gptoss"])
+    try:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("/effort high\n/effrt low\n/reset\n/quit\n"))
+        chat_cli.run_chat(None, None)   # no engine: a command that reached the model would fail
+        assert FLAGS.reasoning_effort == "high"
+    finally:
+        FLAGS.unparse_flags()
+    out = capsys.readouterr().out
+    assert "[reasoning effort high]" in out and "[unknown command /effrt; commands: /effort" in out
+    assert "[conversation cleared]" in out
+
+
+def test_orbax_folder_that_does_not_match_its_config_is_named(tiny_ckpt, tmp_path):
+    model = gptoss_jax.load(tiny_ckpt, show_progress=False)
+    out = orbax_io.save(str(tmp_path / "orbax"), model.cfg, model.params)
+    cfg = json.loads(open(os.path.join(out, "config.json")).read())
+    json.dump({**cfg, "hidden_size": 128}, open(os.path.join(out, "config.json"), "w"))
+    with pytest.raises(CheckpointError, match=r"weight 'embed' is stored as bfloat16\[512, 64\], config.json "
+                                              r"expects bfloat16\[512, 128\]"):
+        gptoss_jax.load(out, show_progress=False)
+    os.rename(os.path.join(out, "params"), os.path.join(out, "moved"))
+    with pytest.raises(CheckpointError, match="no readable Orbax weights"):
+        gptoss_jax.load(out, show_progress=False)
+
+
+def test_bench_on_cpu_defaults_to_a_short_run():
+    from gptoss_jax.cli import bench
+
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(["gptoss"])
+        assert bench.case_sizes("cpu") == ([1, 4], [128])
+        assert bench.case_sizes("gpu") == ([1, 8, 64, 256], [1024, 8192])
+        FLAGS.unparse_flags()
+        FLAGS(["gptoss", "--batch=2", "--context=16"])
+        assert bench.case_sizes("cpu") == ([2], [16])
+    finally:
+        FLAGS.unparse_flags()
+
+
+def test_eval_local_backend_loads_only_when_there_is_work(monkeypatch, tmp_path):
+    from evals.backends.base import BackendConfig
+    from evals.backends.local import LocalBackend
+
+    def load(*args, **kw):
+        raise RuntimeError("loaded")
+
+    monkeypatch.setattr(gptoss_jax, "load", load)
+    config = BackendConfig(kind="local", model="tiny", extra={"synthetic_dir": str(tmp_path)})
+    LocalBackend(config).close()       # a resumed sweep with nothing left to run: no load
+    with pytest.raises(RuntimeError, match="loaded"):
+        LocalBackend(config).describe()   # work to do: it loads

@@ -89,17 +89,19 @@ def _pick(name: str, file_value, default=None):
 
 
 def _floats(name: str) -> list[float]:
+    from evals.config import ConfigError  # noqa: PLC0415
     try:
         return [float(v) for v in FLAGS[name].value]
-    except ValueError as e:
-        raise SystemExit(f"--{name}: expected comma-separated numbers, got {FLAGS[name].value}") from e
+    except ValueError:
+        raise ConfigError(f"--{name}: expected comma-separated numbers, got {FLAGS[name].value}") from None
 
 
 def _kv(pairs: list[str]) -> dict[str, str]:
+    from evals.config import ConfigError  # noqa: PLC0415
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise SystemExit(f"--backend_arg={p!r}: expected key=value")
+            raise ConfigError(f"--backend_arg={p!r}: expected key=value")
         k, v = p.split("=", 1)
         out[k.strip()] = v
     return out

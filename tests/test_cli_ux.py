@@ -4,6 +4,7 @@ in-process through the real entry point (gptoss_jax.cli.main.run), on presets an
 import io
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -196,3 +197,30 @@ def test_eval_local_backend_loads_only_when_there_is_work(monkeypatch, tmp_path)
     LocalBackend(config).close()       # a resumed sweep with nothing left to run: no load
     with pytest.raises(RuntimeError, match="loaded"):
         LocalBackend(config).describe()   # work to do: it loads
+
+
+def test_score_prints_valid_json_for_a_failed_pair(gptoss, monkeypatch):
+    from gptoss_jax.cli import score as score_cli
+    from gptoss_jax.cli import engine_flags
+    from gptoss_jax.engine.score import Score
+
+    monkeypatch.setattr(common, "load_model", lambda counter=None: None)
+    monkeypatch.setattr(engine_flags, "build_engine", lambda model, **kw: None)
+    monkeypatch.setattr(score_cli, "score", lambda *a, **k: [Score(float("nan"), [], False, 1, "device failed")])
+    code, out, _ = gptoss("score", "--model=tiny", "--compilation_cache_dir=off", "--prompt_ids=1,2",
+                          "--continuation_ids=3", allow_load=True)
+    line = json.loads(out, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert code == 1 and line["logprob"] is None and line["error"] == "device failed"
+
+
+@pytest.mark.parametrize("sampling,needle", [
+    (dict(max_tokens=0), "max_tokens must be >= 1, got 0"),      # was: silently 'as much as fits'
+    (dict(temperature=-1.0), "temperature must be >= 0"),
+    (dict(top_p=0.0), "top_p must be in (0, 1]"),
+])
+def test_eval_sweep_refuses_bad_sampling_before_running(sampling, needle):
+    from evals.backends.base import Sampling
+    from evals.runner import SweepConfig, SweepError
+
+    with pytest.raises(SweepError, match=re.escape(needle)):
+        SweepConfig(tasks=("humaneval",), sampling=(Sampling(**sampling),)).validate()

@@ -79,7 +79,8 @@ def main(argv):
     engine = eflags.build_engine(model, num_slots=min(8, len(pairs)))
     scores = score(engine, prompts, continuations, progress=FLAGS.progress)
     for s in scores:
-        print(json.dumps({"logprob": s.logprob, "num_tokens": s.num_tokens, "greedy": s.greedy,
-                          "token_logprobs": s.token_logprobs, **({"error": s.error} if s.error else {})}))
+        print(json.dumps({"logprob": None if s.error else s.logprob,  # a failed pair's NaN is not JSON
+                          "num_tokens": s.num_tokens, "greedy": s.greedy, "token_logprobs": s.token_logprobs,
+                          **({"error": s.error} if s.error else {})}))
     if any(s.error for s in scores):
         sys.exit(1)

@@ -69,7 +69,7 @@ def test_bad_checkpoints_and_flags_are_one_line(gptoss, tiny_ckpt, tmp_path):
         (["--model=tiny-5b"], "unknown model config 'tiny-5b'"),
         (["--model=tiny", "--mesh=1,2"], "expected three positive sizes"),
         (["--model=tiny", "--mesh=1,64,1"], "uses 64 devices"),
-        (["--model=tiny", "--moe_impl=fast"], "--moe_impl: unknown MoE kernel 'fast'"),
+        (["--model=tiny", "--moe_impl=fast"], "unknown MoE kernel 'fast': expected 'auto' or one of"),
         (["--model=tiny", "--num_slots=0"], "num_slots"),
         (["--model=tiny", "--dtype=fp8"], "bfloat16|float32"),
         (["--model=tiny", "--bogus_flag=1"], "Unknown command line flag 'bogus_flag'"),
@@ -79,6 +79,12 @@ def test_bad_checkpoints_and_flags_are_one_line(gptoss, tiny_ckpt, tmp_path):
                               "--compilation_cache_dir=off", allow_load=True)
         one_error_line(code, err, "generate", needle)
     assert not os.path.exists(tmp_path / "synth")   # refused before a synthetic checkpoint was written
+    for args, needle in [(["--moe_impl=fast"], "unknown MoE kernel 'fast'"),
+                         (["--attention_impl=fast"], "unknown attention implementation 'fast'"),
+                         (["--modes=train"], "unknown mode/path ['train']")]:
+        code, _, err = gptoss("bench", "--model=tiny", "--batch=1", "--context=16", f"--out={tmp_path / 'b.json'}",
+                              *args, allow_load=True)
+        one_error_line(code, err, "bench", needle)
 
 
 def test_requests_are_refused_before_loading(gptoss, tmp_path):

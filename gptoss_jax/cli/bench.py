@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 
-from absl import flags
+from absl import app, flags
 
 from gptoss_jax.cli import flags as common  # noqa: F401  (shared --model, --seed, --dtype, --moe_impl, --progress)
 
@@ -354,7 +354,7 @@ def _path_impls(path: str) -> tuple[str, str]:
     if path == "reference":
         return "reference", "xla"
     backend = jax.default_backend()
-    moe = FLAGS.moe_impl
+    moe = kernels.resolve_impl(FLAGS.moe_impl) if FLAGS.moe_impl != "auto" else "auto"   # a bad name fails here
     if moe == "auto":
         moe = kernels.resolve_impl("auto")
         if moe == "reference":                         # no compiled kernel here: show the kernels' plumbing
@@ -384,10 +384,10 @@ def case_sizes(backend: str) -> tuple[list[int], list[int]]:
     try:
         batches, contexts = [int(b) for b in given["batch"]], [int(c) for c in given["context"]]
     except ValueError:
-        raise SystemExit(f"gptoss bench: --batch and --context take integers, got {given['batch']} and "
+        raise app.UsageError(f"--batch and --context take integers, got {given['batch']} and "
                          f"{given['context']}") from None
     if not batches or not contexts or min(batches + contexts) < 1:
-        raise SystemExit("gptoss bench: --batch and --context must be positive")
+        raise app.UsageError("--batch and --context must be positive")
     return batches, contexts
 
 
@@ -408,7 +408,7 @@ def main(argv):
     models = [get_config(m.strip()) for m in model_names.split(",") if m.strip()]
     unknown = set(FLAGS.modes) - {"prefill", "decode"} | set(FLAGS.paths) - {"reference", "kernel"}
     if unknown:
-        raise SystemExit(f"gptoss bench: unknown mode/path {sorted(unknown)}; expected modes prefill,decode and "
+        raise app.UsageError(f"unknown mode/path {sorted(unknown)}; expected modes prefill,decode and "
                          f"paths reference,kernel")
     batches, contexts = case_sizes(backend)
     dtype = jnp.dtype(FLAGS.dtype)

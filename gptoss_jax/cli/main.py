@@ -42,9 +42,10 @@ def input_errors() -> tuple[type[BaseException], ...]:
     from gptoss_jax.checkpoint.safetensors_io import CheckpointError
     from gptoss_jax.config import ConfigError
     from gptoss_jax.distributed import DistributedError
+    from gptoss_jax.kernels import KernelError
     from gptoss_jax.sharding import ShardingError
 
-    errors = [app.UsageError, InputError, CheckpointError, ConfigError, DistributedError, ShardingError]
+    errors = [app.UsageError, InputError, CheckpointError, ConfigError, DistributedError, KernelError, ShardingError]
     try:
         from gptoss_jax.harmony import ChatInputError, ConstraintError, VocabularyError
 

@@ -222,6 +222,7 @@ def run(argv=None) -> int:
         meta = {"name": name, "backend": bcfg.describe(), "efforts": list(sweep.efforts),
                 "tasks": list(sweep.tasks), "prices_per_million": [prices.prompt, prices.completion, prices.cached],
                 "device_hourly_rate": prices.device_hour, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        failed = 0
         if not FLAGS.report_only:
             sweep.validate()
             if not FLAGS.resume and records.record_files(out_dir):
@@ -247,6 +248,7 @@ def run(argv=None) -> int:
                 if grader is not None:
                     grader.close()
             print(summarize_outcome(outcome), file=sys.stderr)
+            failed = outcome.failed
             if info is not None:  # every replica's records reach process 0, which writes the one report
                 from gptoss_jax import distributed  # noqa: PLC0415
 
@@ -262,6 +264,10 @@ def run(argv=None) -> int:
         print(write_reports(out_dir, prices, sweep.tasks, meta))
         print(f"\nreports: {out_dir / 'summary.md'}, {out_dir / 'summary.json'}, {out_dir / 'report.html'}",
               file=sys.stderr)
+        if failed:  # scripts must not take a sweep with holes for a finished one
+            print(f"gptoss eval: {failed} samples failed in this run (their errors are in the records); the same "
+                  "command runs them again", file=sys.stderr)
+            return 1
         return 0
     except (ConfigError, SweepError, UnknownTask, DatasetUnavailable, BackendFatalError) as e:
         print(f"gptoss eval: error: {e}", file=sys.stderr)

@@ -230,3 +230,18 @@ def test_eval_sweep_refuses_bad_sampling_before_running(sampling, needle):
 
     with pytest.raises(SweepError, match=re.escape(needle)):
         SweepConfig(tasks=("humaneval",), sampling=(Sampling(**sampling),)).validate()
+
+
+def test_eval_exits_nonzero_when_samples_failed(tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as s:         # a port nobody listens on: every request fails to connect
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gptoss_jax.cli.main", "eval", "--tasks=humaneval", "--limit=1", "--repeats=1",
+           "--reasoning_efforts=low", f"--base_url=http://127.0.0.1:{port}/v1", "--model=x", "--max_retries=0",
+           f"--output_dir={tmp_path / 'run'}", f"--cache_dir={tmp_path / 'cache'}", "--offline", "--noprogress"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert p.returncode == 1 and "1 samples failed in this run" in p.stderr, p.stderr[-2000:]
+    assert "HumanEval" in p.stdout          # the table and reports are still written

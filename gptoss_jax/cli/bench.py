@@ -1,7 +1,8 @@
 """gptoss bench: prefill and decode throughput of gpt-oss on one device, against the memory-bandwidth roofline.
 
     gptoss bench                                      # GPU: gpt-oss-20b and gpt-oss-120b, batch 1,8,64,256, 1k and 8k
-    gptoss bench --model=tiny --batch=1,4 --context=64    # any machine (CPU: the kernels run in interpret mode)
+    gptoss bench --model=tiny                         # any machine (CPU: batch 1,4 at context 128 by default;
+                                                      # the kernels run in Pallas' interpreter), about 20 s
     gptoss bench --model=gpt-oss-120b --batch=1 --context=1024 --modes=decode --out=runs/b1.json
 
 For each model it draws random full-size weights directly on the device (no disk), prints the memory plan (packed

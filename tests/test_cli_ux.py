@@ -87,6 +87,15 @@ def test_bad_checkpoints_and_flags_are_one_line(gptoss, tiny_ckpt, tmp_path):
         one_error_line(code, err, "bench", needle)
 
 
+def test_a_folder_given_as_model_is_a_checkpoint_never_random_weights_of_its_shape(gptoss, tiny_ckpt, tmp_path):
+    (tmp_path / "config_only").mkdir()
+    (tmp_path / "config_only" / "config.json").write_text(open(os.path.join(tiny_ckpt, "config.json")).read())
+    code, _, err = gptoss("generate", f"--model={tmp_path / 'config_only'}", "--prompt_ids=1,2",
+                          f"--synthetic_dir={tmp_path / 'synth'}", "--compilation_cache_dir=off", allow_load=True)
+    one_error_line(code, err, "generate", "no .safetensors files here")
+    assert not os.path.exists(tmp_path / "synth")
+
+
 def test_requests_are_refused_before_loading(gptoss, tmp_path):
     refused = [
         (["--prompt_ids=" + ",".join(["1"] * 70), "--max_len=64"], "70 tokens do not fit the engine's context of 64"),

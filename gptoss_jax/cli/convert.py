@@ -1,4 +1,6 @@
 """gptoss convert --checkpoint=DIR --orbax_dir=DIR: a release checkpoint (either layout) to Orbax, MXFP4 kept packed."""
+import sys
+
 from absl import app, flags
 
 from gptoss_jax.cli import flags as common
@@ -16,5 +18,7 @@ def main(argv):
         raise app.UsageError("--orbax_dir is required: the output folder of the Orbax checkpoint")
     orbax_io.check_output(flags.FLAGS.orbax_dir)  # before the long load
     model = common.load_model()
+    print(f"writing {format_bytes(model.param_bytes())} of weights to {flags.FLAGS.orbax_dir} ...", file=sys.stderr,
+          flush=True)
     path = orbax_io.save(flags.FLAGS.orbax_dir, model.cfg, model.params)
     print(f"wrote Orbax checkpoint of {model.cfg.name} ({format_bytes(model.param_bytes())} of weights) to {path}")

@@ -128,11 +128,15 @@ def test_chat_input_is_refused_before_loading(gptoss, tmp_path):
         return f"@{tmp_path / name}"
 
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"[\xa3\xff]")
     refused = [
         ([f"--messages={file('empty.json', [])}"], "messages is empty"),
         ([f"--messages={file('str.json', ['hi'])}"], "messages[0] must be an object with 'role' and 'content'"),
         ([f"--messages={file('nocontent.json', [{'role': 'user', 'text': 'hi'}])}"], "(user) has no content"),
         ([f"--messages={file('broken.json', '[{')}"], "--messages: not valid JSON"),
+        ([f"--messages=@{tmp_path}"], "cannot read it as text"),
+        ([f"--messages=@{binary}"], "cannot read it as text"),
         (["--chat", "--prompt=hi", f"--tools={file('tools.json', tool)}"], "tools must be a list"),
         (["--chat", "--prompt=hi", f"--tools={file('tools2.json', [tool])}", "--tool_choice=get_time"],
          "tool_choice names function 'get_time', which is not among the tools ['get_weather']"),

@@ -38,7 +38,7 @@ def _pairs(enc) -> list[tuple[str, list[int], list[int]]]:
             raise app.UsageError("give --input or a single --prompt/--prompt_ids pair, not both")
         pairs = []
         try:
-            with open(FLAGS.input) as f:
+            with open(FLAGS.input, encoding="utf-8") as f:
                 for n, line in enumerate(f, 1):
                     if not line.strip():
                         continue
@@ -51,8 +51,8 @@ def _pairs(enc) -> list[tuple[str, list[int], list[int]]]:
                                              f"'continuation'")
                     pairs.append((f"{FLAGS.input}:{n}", _ids(item["prompt"], enc, f"{FLAGS.input}:{n} prompt"),
                                   _ids(item["continuation"], enc, f"{FLAGS.input}:{n} continuation")))
-        except OSError as e:
-            raise app.UsageError(f"--input: cannot read {FLAGS.input} ({e})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise app.UsageError(f"--input: cannot read {FLAGS.input} as text ({e})") from None
         return pairs
     prompt = eflags.prompt_from_flags(enc)
     if (FLAGS.continuation is None) == (FLAGS.continuation_ids is None):

@@ -258,3 +258,22 @@ def test_eval_exits_nonzero_when_samples_failed(tmp_path):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert p.returncode == 1 and "1 samples failed in this run" in p.stderr, p.stderr[-2000:]
     assert "HumanEval" in p.stdout          # the table and reports are still written
+
+
+def test_default_slots_fit_a_data_parallel_mesh(monkeypatch):
+    from gptoss_jax.cli import engine_flags
+
+    made = []
+    monkeypatch.setattr(engine_flags, "Engine", lambda model, **kw: made.append(kw["num_slots"]))
+    model = type("Model", (), {"data_parallel": 2})()
+    FLAGS.unparse_flags()
+    try:
+        FLAGS(["gptoss"])
+        for need in (1, 3, 4):          # chat needs 1 slot, generate --num_samples=3 three: was refused on 2,4,1
+            engine_flags.build_engine(model, num_slots=need)
+        FLAGS.unparse_flags()
+        FLAGS(["gptoss", "--num_slots=6"])
+        engine_flags.build_engine(model, num_slots=1)
+    finally:
+        FLAGS.unparse_flags()
+    assert made == [2, 4, 4, 6]

@@ -97,8 +97,11 @@ def setup_compilation_cache() -> str | None:
 
 
 def build_engine(model, *, num_slots: int = 1, detokenize=None) -> Engine:
+    """The engine the flags describe; without --num_slots, the slots the command needs rounded up to a multiple of
+    the mesh's data parallelism (every data shard decodes its share of the slots)."""
+    dp = model.data_parallel
     try:
-        return Engine(model, num_slots=FLAGS.num_slots or num_slots, max_len=FLAGS.max_len,
+        return Engine(model, num_slots=FLAGS.num_slots or -(-num_slots // dp) * dp, max_len=FLAGS.max_len,
                       prefill_chunk=FLAGS.prefill_chunk, min_prefill_chunk=FLAGS.min_prefill_chunk,
                       decode_steps=FLAGS.decode_steps, max_top_logprobs=FLAGS.max_top_logprobs,
                       max_stop_token_ids=MAX_STOP_TOKEN_IDS, detokenize=detokenize, seed=FLAGS.seed)

@@ -3,12 +3,13 @@
 Examples::
 
     # any OpenAI-compatible server (vLLM, SGLang, Ollama, a hosted provider)
-    python -m evals.cli --tasks=aime2025,gpqa_diamond --base_url=http://localhost:8000/v1 \
-        --model=openai/gpt-oss-120b --concurrency=32
+    gptoss eval --tasks=aime2025,gpqa_diamond --base_url=http://localhost:8000/v1 --model=openai/gpt-oss-120b
     # the in-process JAX engine: one flag
-    python -m evals.cli --tasks=aime2025,gpqa_diamond --backend=local --model=/ckpt/gpt-oss-120b
+    gptoss eval --tasks=aime2025,gpqa_diamond --backend=local --model=/ckpt/gpt-oss-120b
     # a sweep file; flags override it
-    python -m evals.cli --config=configs/evals/model_card.yaml --limit=20
+    gptoss eval --config=configs/evals/model_card.yaml --limit=20
+    # the table and reports again, from the records of a run (nothing runs)
+    gptoss eval --config=configs/evals/model_card.yaml --report_only
 
 Flags are defined at module level (absl). `main(argv)` parses them if the caller has not already.
 """
@@ -88,17 +89,19 @@ def _pick(name: str, file_value, default=None):
 
 
 def _floats(name: str) -> list[float]:
+    from evals.config import ConfigError  # noqa: PLC0415
     try:
         return [float(v) for v in FLAGS[name].value]
-    except ValueError as e:
-        raise SystemExit(f"--{name}: expected comma-separated numbers, got {FLAGS[name].value}") from e
+    except ValueError:
+        raise ConfigError(f"--{name}: expected comma-separated numbers, got {FLAGS[name].value}") from None
 
 
 def _kv(pairs: list[str]) -> dict[str, str]:
+    from evals.config import ConfigError  # noqa: PLC0415
     out = {}
     for p in pairs:
         if "=" not in p:
-            raise SystemExit(f"--backend_arg={p!r}: expected key=value")
+            raise ConfigError(f"--backend_arg={p!r}: expected key=value")
         k, v = p.split("=", 1)
         out[k.strip()] = v
     return out
@@ -219,6 +222,7 @@ def run(argv=None) -> int:
         meta = {"name": name, "backend": bcfg.describe(), "efforts": list(sweep.efforts),
                 "tasks": list(sweep.tasks), "prices_per_million": [prices.prompt, prices.completion, prices.cached],
                 "device_hourly_rate": prices.device_hour, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        failed = 0
         if not FLAGS.report_only:
             sweep.validate()
             if not FLAGS.resume and records.record_files(out_dir):
@@ -244,6 +248,7 @@ def run(argv=None) -> int:
                 if grader is not None:
                     grader.close()
             print(summarize_outcome(outcome), file=sys.stderr)
+            failed = outcome.failed
             if info is not None:  # every replica's records reach process 0, which writes the one report
                 from gptoss_jax import distributed  # noqa: PLC0415
 
@@ -259,6 +264,10 @@ def run(argv=None) -> int:
         print(write_reports(out_dir, prices, sweep.tasks, meta))
         print(f"\nreports: {out_dir / 'summary.md'}, {out_dir / 'summary.json'}, {out_dir / 'report.html'}",
               file=sys.stderr)
+        if failed:  # scripts must not take a sweep with holes for a finished one
+            print(f"gptoss eval: {failed} samples failed in this run (their errors are in the records); the same "
+                  "command runs them again", file=sys.stderr)
+            return 1
         return 0
     except (ConfigError, SweepError, UnknownTask, DatasetUnavailable, BackendFatalError) as e:
         print(f"gptoss eval: error: {e}", file=sys.stderr)

@@ -73,6 +73,18 @@ class SweepConfig:
             raise SweepError(f"task_overrides name tasks not in the sweep: {sorted(unknown)}")
         if not self.sampling:
             raise SweepError("no sampling points")
+        for sp in self.sampling:  # refused here, before any request: a backend would fail (or fill) every one
+            if sp.temperature is not None and not sp.temperature >= 0:
+                raise SweepError(f"temperature must be >= 0 (0 = greedy), got {sp.temperature}")
+            if sp.top_p is not None and not 0 < sp.top_p <= 1:
+                raise SweepError(f"top_p must be in (0, 1], got {sp.top_p}")
+            if sp.max_tokens is not None and sp.max_tokens < 1:
+                raise SweepError(f"max_tokens must be >= 1, got {sp.max_tokens}")
+        for name, ov in self.overrides.items():
+            for field in ("repeats", "limit", "max_tokens"):
+                value = getattr(ov, field)
+                if value is not None and value < 1:
+                    raise SweepError(f"task_overrides {name}: {field} must be >= 1, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)

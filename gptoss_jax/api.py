@@ -147,6 +147,18 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, 
     return GptOss(cfg, params, mesh=mesh, dtype=dt)
 
 
+def read_config(path: str) -> ModelConfig:
+    """The config of the checkpoint folder at `path` (either release layout, or an Orbax conversion), read without
+    touching its weights: input can be checked against the model before a load that takes minutes."""
+    import os
+
+    from gptoss_jax.checkpoint import layouts, orbax_io
+
+    if orbax_io.is_orbax(path):
+        return ModelConfig.from_file(os.path.join(path, "config.json"))
+    return ModelConfig.from_file(layouts.locate(path).config_path)
+
+
 def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16",
                  show_progress: bool = False) -> GptOss:
     """A model with random weights drawn directly on the device(s) (benchmarks: no disk, no host copy)."""

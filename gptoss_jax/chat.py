@@ -63,6 +63,8 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None) -> Reques
     the request sets none), as a served model caps a request at its context.
     Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
     """
+    if isinstance(req.messages, (list, tuple)) and not req.messages:
+        raise harmony.ChatInputError("messages is empty; expected at least one message (e.g. a user message)")
     prompt = harmony.render_chat(
         req.messages, req.tools, req.reasoning_effort, tool_choice=req.tool_choice,
         developer_instructions=req.developer_instructions, current_date=req.current_date,

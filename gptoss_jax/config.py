@@ -132,10 +132,9 @@ class ModelConfig:
             intermediate_size=d["intermediate_size"], head_dim=d["head_dim"], num_heads=d["num_attention_heads"],
             num_kv_heads=d["num_key_value_heads"], sliding_window=d["sliding_window"],
             initial_context_length=d.get("initial_context_length", 4096),
-            rope_theta=float(d.get("rope_theta", 150000.0)),
-            rope_scaling_factor=float(d.get("rope_scaling_factor", 32.0)),
-            rope_ntk_alpha=float(d.get("rope_ntk_alpha", 1.0)), rope_ntk_beta=float(d.get("rope_ntk_beta", 32.0)),
-            swiglu_limit=float(d.get("swiglu_limit", 7.0)), name=name)
+            rope_theta=_num(d, "rope_theta", 150000.0), rope_scaling_factor=_num(d, "rope_scaling_factor", 32.0),
+            rope_ntk_alpha=_num(d, "rope_ntk_alpha", 1.0), rope_ntk_beta=_num(d, "rope_ntk_beta", 32.0),
+            swiglu_limit=_num(d, "swiglu_limit", 7.0), name=name)
 
     @classmethod
     def _from_hf(cls, d: dict[str, Any], *, name: str) -> "ModelConfig":
@@ -147,17 +146,26 @@ class ModelConfig:
         if d.get("model_type", "gpt_oss") != "gpt_oss":
             raise ConfigError(f"config.json has model_type={d['model_type']!r}; expected 'gpt_oss'")
         n = d["num_hidden_layers"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError(f"config.json num_hidden_layers={n!r}: expected a positive integer")
         head_dim = d.get("head_dim") or d["hidden_size"] // d["num_attention_heads"]
         rope = d.get("rope_parameters") or d.get("rope_scaling") or {}
+        if not isinstance(rope, dict):
+            raise ConfigError(f"config.json rope_scaling={rope!r}: expected an object such as {{\"rope_type\": "
+                              f"\"yarn\", \"factor\": 32.0, ...}}")
         rope_type = rope.get("rope_type", rope.get("type", "yarn"))
         if rope_type not in ("yarn", "default"):
             raise ConfigError(f"config.json rope type {rope_type!r} is not supported; expected 'yarn'")
         if rope.get("truncate", False):
             raise ConfigError("config.json rope_scaling.truncate=true is not gpt-oss's YaRN (expected false)")
-        theta = rope.get("rope_theta", d.get("rope_theta", 150000.0))
-        factor = float(rope.get("factor", 1.0)) if rope_type == "yarn" else 1.0
+        factor = _num(rope, "factor", 1.0) if rope_type == "yarn" else 1.0
         layer_types = d.get("layer_types")
         expected = [SLIDING if i % 2 == 0 else FULL for i in range(n)]
+        if layer_types is not None and not isinstance(layer_types, list):
+            raise ConfigError(f"config.json layer_types={layer_types!r}: expected a list with one entry a layer")
+        if layer_types is not None and len(layer_types) != n:
+            raise ConfigError(f"config.json layer_types lists {len(layer_types)} layers but num_hidden_layers is {n}; "
+                              f"expected one entry a layer")
         if layer_types is not None and list(layer_types) != expected:
             raise ConfigError(f"config.json layer_types {layer_types} is not the alternating pattern gpt-oss uses "
                               f"(sliding on even layers, full on odd); this model supports only that pattern")
@@ -169,12 +177,12 @@ class ModelConfig:
             vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], intermediate_size=d["intermediate_size"],
             head_dim=head_dim, num_heads=d["num_attention_heads"], num_kv_heads=d["num_key_value_heads"],
             sliding_window=d.get("sliding_window") or 128,
-            initial_context_length=int(rope.get("original_max_position_embeddings",
-                                                d.get("initial_context_length", 4096))),
-            rope_theta=float(theta), rope_scaling_factor=factor,
-            rope_ntk_alpha=float(rope.get("beta_slow", 1.0)), rope_ntk_beta=float(rope.get("beta_fast", 32.0)),
-            swiglu_limit=float(d.get("swiglu_limit", 7.0)), swiglu_alpha=float(d.get("swiglu_alpha", 1.702)),
-            rms_norm_eps=float(d.get("rms_norm_eps", 1e-5)), name=name)
+            initial_context_length=_num(rope, "original_max_position_embeddings",
+                                        d.get("initial_context_length", 4096), int),
+            rope_theta=_num(rope, "rope_theta", d.get("rope_theta", 150000.0)), rope_scaling_factor=factor,
+            rope_ntk_alpha=_num(rope, "beta_slow", 1.0), rope_ntk_beta=_num(rope, "beta_fast", 32.0),
+            swiglu_limit=_num(d, "swiglu_limit", 7.0), swiglu_alpha=_num(d, "swiglu_alpha", 1.702),
+            rms_norm_eps=_num(d, "rms_norm_eps", 1e-5), name=name)
 
     def to_original_json(self) -> dict[str, Any]:
         """The original layout's config.json (exactly the reference implementation's fields)."""
@@ -220,6 +228,15 @@ class ModelConfig:
 
     def replace(self, **kw) -> "ModelConfig":
         return dataclasses.replace(self, **kw)
+
+
+def _num(d: dict[str, Any], key: str, default, kind=float):
+    """A numeric config.json field (default when absent); a value that is not a number names the field."""
+    value = d.get(key, default)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config.json {key}={value!r}: expected a number") from None
 
 
 def yarn_band(cfg: ModelConfig) -> tuple[float, float]:

@@ -5,7 +5,7 @@ import sys
 import time
 
 
-def _fmt_bytes(n: float) -> str:
+def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -24,7 +24,7 @@ class Progress:
         self.min_interval = min_interval
 
     def _fmt(self, n: float) -> str:
-        return _fmt_bytes(n) if self.unit == "B" else f"{n:,.0f}{self.unit}"
+        return format_bytes(n) if self.unit == "B" else f"{n:,.0f}{self.unit}"
 
     def update(self, n: float = 1, note: str = "") -> None:
         self.done += n

@@ -92,7 +92,8 @@ def parse_mesh_shape(spec: str | Sequence[int] | None, num_devices: int | None =
     if len(sizes) != 3 or any(s < 1 for s in sizes):
         raise ShardingError(f"mesh shape {spec!r}: expected three positive sizes for {MESH_AXES}")
     if math.prod(sizes) != n:
-        raise ShardingError(f"mesh shape {sizes} uses {math.prod(sizes)} devices but {n} are available")
+        raise ShardingError(f"mesh shape {sizes} uses {math.prod(sizes)} devices but {n} are available; a mesh "
+                            f"spans every device (to use fewer, make fewer visible, e.g. CUDA_VISIBLE_DEVICES)")
     return sizes  # type: ignore[return-value]
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -73,6 +74,21 @@ def test_bad_hf_configs_are_named():
         ModelConfig.from_json(d)
     with pytest.raises(ConfigError, match="model_type"):
         ModelConfig.from_json(dict(PRESETS["tiny"].to_hf_json(), model_type="llama"))
+
+
+@pytest.mark.parametrize("form,field,value,match", [
+    ("hf", "rope_theta", "abc", "rope_theta='abc': expected a number"),
+    ("hf", "swiglu_limit", None, "swiglu_limit=None: expected a number"),
+    ("hf", "rope_scaling", "yarn", "rope_scaling='yarn': expected an object"),
+    ("hf", "num_hidden_layers", None, "num_hidden_layers=None: expected a positive integer"),
+    ("hf", "layer_types", ["sliding_attention", "full_attention"] * 2, "lists 4 layers but num_hidden_layers is 2"),
+    ("original", "rope_ntk_beta", [32], "rope_ntk_beta=[32]: expected a number"),
+])
+def test_fields_of_the_wrong_type_or_length_are_named(form, field, value, match):
+    d = PRESETS["tiny"].to_hf_json() if form == "hf" else PRESETS["tiny"].to_original_json()
+    d[field] = value
+    with pytest.raises(ConfigError, match=re.escape(match)):
+        ModelConfig.from_json(d)
 
 
 def test_get_config_errors(tmp_path):

@@ -53,19 +53,40 @@ def _mesh(args: dict):
 
 
 class LocalBackend(Backend):
+    """Loads the model when the sweep first needs it (describe / complete_many), so a resumed sweep with nothing
+    left to run, or one refused for bad flags, never waits for a load; the checkpoint's config is checked at once.
+    In a multi-process job every process loads at once (loading is collective)."""
     bills_device_time = True
 
     def __init__(self, config: BackendConfig):
+        from gptoss_jax import distributed
+        from gptoss_jax.api import read_config
+        from gptoss_jax.config import PRESETS
+
+        self.args = _args(config)
+        if not config.model:
+            raise BackendFatalError("--backend=local needs --model: a checkpoint folder or a preset such as "
+                                    f"{sorted(PRESETS)}")
+        try:
+            self.cfg = PRESETS[config.model] if config.model in PRESETS else read_config(config.model)
+        except ValueError as e:  # no such folder, not a checkpoint, bad config.json
+            raise BackendFatalError(f"local backend cannot start: {e}") from None
+        self.default_max_tokens = self.args.get("max_tokens")
+        self.config = config
+        self.model = self.engine = None
+        if distributed.is_initialized():
+            self._start()
+
+    def _start(self) -> None:
+        if self.engine is not None:
+            return
         import gptoss_jax
         from gptoss_jax import kernels
         from gptoss_jax.checkpoint import synthetic
         from gptoss_jax.config import PRESETS
         from gptoss_jax.engine import Engine
 
-        args = _args(config)
-        if not config.model:
-            raise BackendFatalError("--backend=local needs --model: a checkpoint folder or a preset such as "
-                                    f"{sorted(PRESETS)}")
+        args, config = self.args, self.config
         try:
             kernels.set_impl(args.get("moe_impl", "auto"))
             path = config.model
@@ -77,10 +98,9 @@ class LocalBackend(Backend):
                                  **{k: args[k] for k in ("decode_steps", "prefill_chunk") if k in args})
         except (ValueError, OSError) as e:  # bad checkpoint, config, mesh or engine sizes: nothing can run
             raise BackendFatalError(f"local backend cannot start: {e}") from None
-        self.default_max_tokens = args.get("max_tokens")
-        self.config = config
 
     def describe(self) -> dict:
+        self._start()
         return {**self.config.describe(), "engine": {"num_slots": self.engine.num_slots,
                                                      "max_len": self.engine.max_len,
                                                      "dtype": self.model.dtype.name}}
@@ -113,6 +133,7 @@ class LocalBackend(Backend):
     def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
         from gptoss_jax.engine import RequestError
 
+        self._start()
         source = iter(requests)
         exhausted = False
         live: dict[str, tuple[float, list[float]]] = {}      # engine id -> (started unix time, [device seconds])
@@ -151,4 +172,5 @@ class LocalBackend(Backend):
                 self.engine.cancel(rid)
 
     def close(self) -> None:
-        self.engine.close()
+        if self.engine is not None:
+            self.engine.close()

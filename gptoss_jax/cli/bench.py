@@ -1,7 +1,8 @@
 """gptoss bench: prefill and decode throughput of gpt-oss on one device, against the memory-bandwidth roofline.
 
     gptoss bench                                      # GPU: gpt-oss-20b and gpt-oss-120b, batch 1,8,64,256, 1k and 8k
-    gptoss bench --model=tiny --batch=1,4 --context=64    # any machine (CPU: the kernels run in interpret mode)
+    gptoss bench --model=tiny                         # any machine (CPU: batch 1,4 at context 128 by default;
+                                                      # the kernels run in Pallas' interpreter), about 20 s
     gptoss bench --model=gpt-oss-120b --batch=1 --context=1024 --modes=decode --out=runs/b1.json
 
 For each model it draws random full-size weights directly on the device (no disk), prints the memory plan (packed
@@ -33,15 +34,16 @@ import statistics
 import sys
 import time
 
-from absl import flags
+from absl import app, flags
 
 from gptoss_jax.cli import flags as common  # noqa: F401  (shared --model, --seed, --dtype, --moe_impl, --progress)
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_list("batch", ["1", "8", "64", "256"], "Batch sizes (rows decoded together; prompts prefilled).")
+flags.DEFINE_list("batch", ["1", "8", "64", "256"], "Batch sizes (rows decoded together; prompts prefilled). "
+                  "On CPU the default is 1,4.")
 flags.DEFINE_list("context", ["1024", "8192"], "Context lengths: tokens in the cache when decoding, prompt length "
-                  "when prefilling.")
+                  "when prefilling. On CPU the default is 128.")
 flags.DEFINE_list("modes", ["prefill", "decode"], "Which of prefill, decode to run.")
 flags.DEFINE_list("paths", ["reference", "kernel"], "Which of reference, kernel to run (the ratio needs both).")
 flags.DEFINE_string("attention_impl", "auto", "Decode attention of the kernel path: auto, xla, pallas_gpu, "
@@ -61,6 +63,8 @@ flags.DEFINE_float("memory_gb", None, "Device memory budget in GB (default: what
 flags.DEFINE_string("out", None, "JSON results path (default runs/bench-<time>.json).")
 
 DEFAULT_MODELS = {"gpu": "gpt-oss-20b,gpt-oss-120b", "tpu": "gpt-oss-20b,gpt-oss-120b"}
+# on CPU the kernel path runs Pallas' interpreter: the GPU grid of cases would take tens of minutes
+DEFAULT_CASES = {"cpu": {"batch": ["1", "4"], "context": ["128"]}}
 GB = 1e9
 
 
@@ -351,7 +355,7 @@ def _path_impls(path: str) -> tuple[str, str]:
     if path == "reference":
         return "reference", "xla"
     backend = jax.default_backend()
-    moe = FLAGS.moe_impl
+    moe = kernels.resolve_impl(FLAGS.moe_impl) if FLAGS.moe_impl != "auto" else "auto"   # a bad name fails here
     if moe == "auto":
         moe = kernels.resolve_impl("auto")
         if moe == "reference":                         # no compiled kernel here: show the kernels' plumbing
@@ -374,6 +378,20 @@ def _line(model_name: str, case: Case, path: str, r: dict, cost: dict) -> str:
             f"{r['achieved_tflops']:7.1f} TFLOP/s {r['roofline_fraction'] * 100:6.1f}% roofline")
 
 
+def case_sizes(backend: str) -> tuple[list[int], list[int]]:
+    """(batch sizes, context lengths) to run: the flags, or where not given the backend's defaults."""
+    given = {k: FLAGS[k].value if FLAGS[k].present else DEFAULT_CASES.get(backend, {}).get(k, FLAGS[k].value)
+             for k in ("batch", "context")}
+    try:
+        batches, contexts = [int(b) for b in given["batch"]], [int(c) for c in given["context"]]
+    except ValueError:
+        raise app.UsageError(f"--batch and --context take integers, got {given['batch']} and "
+                         f"{given['context']}") from None
+    if not batches or not contexts or min(batches + contexts) < 1:
+        raise app.UsageError("--batch and --context must be positive")
+    return batches, contexts
+
+
 def main(argv):
     del argv
     os.environ.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", str(FLAGS.mem_fraction))
@@ -391,24 +409,19 @@ def main(argv):
     models = [get_config(m.strip()) for m in model_names.split(",") if m.strip()]
     unknown = set(FLAGS.modes) - {"prefill", "decode"} | set(FLAGS.paths) - {"reference", "kernel"}
     if unknown:
-        raise SystemExit(f"gptoss bench: unknown mode/path {sorted(unknown)}; expected modes prefill,decode and "
+        raise app.UsageError(f"unknown mode/path {sorted(unknown)}; expected modes prefill,decode and "
                          f"paths reference,kernel")
-    try:
-        batches, contexts = [int(b) for b in FLAGS.batch], [int(c) for c in FLAGS.context]
-    except ValueError:
-        raise SystemExit(f"gptoss bench: --batch and --context take integers, got {FLAGS.batch} and "
-                         f"{FLAGS.context}") from None
-    if min(batches + contexts) < 1:
-        raise SystemExit("gptoss bench: --batch and --context must be positive")
+    batches, contexts = case_sizes(backend)
     dtype = jnp.dtype(FLAGS.dtype)
     out_path = FLAGS.out or os.path.join("runs", f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
     paths = {p: _path_impls(p) for p in FLAGS.paths}
     device = jax.devices()[0]
     report = {"device": f"{device.platform}: {device.device_kind}", "jax": jax.__version__,
               "host": platform.node(), "when": datetime.datetime.now().isoformat(timespec="seconds"),
-              "flags": {k: FLAGS[k].value for k in ("batch", "context", "modes", "paths", "dtype", "moe_impl",
-                                                    "attention_impl", "timed_steps", "warmup", "prefill_repeats",
-                                                    "prefill_tokens", "bandwidth", "peak_flops")},
+              "flags": {**{k: FLAGS[k].value for k in ("modes", "paths", "dtype", "moe_impl", "attention_impl",
+                                                       "timed_steps", "warmup", "prefill_repeats", "prefill_tokens",
+                                                       "bandwidth", "peak_flops")},
+                        "batch": batches, "context": contexts},
               "paths": {p: {"moe": m, "attention": a} for p, (m, a) in paths.items()}, "models": {}}
     print(f"gptoss bench on {report['device']} (jax {jax.__version__}); paths: "
           + ", ".join(f"{p} = MoE {m} + attention {a}" for p, (m, a) in paths.items()))

@@ -5,10 +5,12 @@ Each line you type is a user message; the conversation is re-rendered in harmony
 dropped, as the format prescribes) up to --max_len tokens. Commands: /reset, /quit, /effort low|medium|high,
 /system TEXT. With --raw (or without the harmony vocabulary) each line instead continues a raw token stream.
 """
+import re
 import sys
 
 from absl import app, flags
 
+from gptoss_jax import chat as chat_lib
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
@@ -16,6 +18,7 @@ from gptoss_jax.cli import engine_flags as eflags
 
 flags.DEFINE_bool("raw", False, "Continue a raw token stream instead of a harmony chat.")
 FLAGS = flags.FLAGS
+COMMANDS = "/effort low|medium|high, /system TEXT, /reset, /quit"
 
 
 def _read(prompt: str, stream_in) -> str | None:
@@ -50,6 +53,9 @@ def run_chat(engine, sampling, stream_in=None, tools=()) -> None:
         if cmd == "/system":
             FLAGS.system = arg or None
             print("[developer instructions " + ("set]" if arg else "cleared]"))
+            continue
+        if re.fullmatch(r"/[A-Za-z?]+", cmd):  # a mistyped command is not a message (a path like /tmp/x is)
+            print(f"[unknown command {cmd}; commands: {COMMANDS}]")
             continue
         if not line.strip():
             continue
@@ -122,13 +128,25 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     enc = eflags.try_tokenizer()
+    cfg = common.model_config()
+    sampling = eflags.sampling_params(cfg.vocab_size)
+    harmony_chat = not FLAGS.raw and enc is not None and cfg.vocab_size == eflags.HARMONY_VOCAB
+    if harmony_chat:  # the flags' chat settings and sampling, checked on a probe turn before the long load
+        tools = chat_flags.builtin_tools()
+        probe = chat_flags.chat_request([{"role": "user", "content": "hello"}], sampling)
+        try:
+            eflags.check_before_loading(cfg, [chat_lib.to_engine_request(probe)])
+        except ValueError as e:  # ChatInputError / ConstraintError name the problem
+            raise app.UsageError(f"bad chat flags: {e}") from None
+    else:
+        eflags.check_before_loading(cfg, [Request([0], sampling)], detokenize=enc is not None)
     eflags.setup_compilation_cache()
     model = common.load_model()
     engine = eflags.build_engine(model, num_slots=1, detokenize=enc.decode if enc is not None else None)
-    if not FLAGS.raw and enc is not None and model.cfg.vocab_size == eflags.HARMONY_VOCAB:
+    if harmony_chat:
         print(f"gptoss chat: {model.cfg.name}, harmony chat, reasoning effort {FLAGS.reasoning_effort}; "
-              f"/effort, /system, /reset, /quit")
-        return run_chat(engine, eflags.sampling_params(model.cfg.vocab_size), tools=chat_flags.builtin_tools())
+              f"{COMMANDS}")
+        return run_chat(engine, sampling, tools=tools)
     mode = "text" if enc is not None else "token ids (comma-separated; no tokenizer installed)"
     print(f"gptoss chat: {model.cfg.name}, raw continuation, input as {mode}; /reset, /quit")
-    run(engine, enc, eflags.sampling_params(model.cfg.vocab_size))
+    run(engine, enc, sampling)

@@ -32,7 +32,11 @@ def json_flag(name: str, value: str | None, expected: str):
         path = value[1:]
         if not os.path.exists(path):
             raise app.UsageError(f"--{name}={value}: no such file (expected {expected})")
-        text = open(path).read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise app.UsageError(f"--{name}={value}: cannot read it as text ({e}); expected {expected}") from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -59,6 +59,8 @@ def main(argv):
         value, ok = constrained.content, False
     print(f"   final: {constrained.content}")
     print(f"   parses as JSON and fits the schema: {ok}  ({constrained.completion_tokens} tokens)")
+    if not ok and constrained.finish_reason == "length":
+        print(f"   (cut at --max_tokens={FLAGS.max_tokens} before the answer closed: raise --max_tokens)")
 
     print("\n3. KV-cached decoding against a plain forward pass")
     prompt = chat_lib.to_engine_request(req).prompt

@@ -5,7 +5,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from gptoss_jax.engine.compilation import enable_persistent_cache
-from gptoss_jax.engine.requests import RequestError, SamplingParams
+from gptoss_jax.engine.requests import Limits, Request, RequestError, SamplingParams, validate
 from gptoss_jax.engine.scheduler import Engine
 
 FLAGS = flags.FLAGS
@@ -13,7 +13,8 @@ FLAGS = flags.FLAGS
 # ------------------------------------------------------------------------------------------------------ engine
 flags.DEFINE_integer("max_len", 4096, "Context of every slot (prompt + generated tokens), at most 131072. The KV "
                      "cache holds num_slots * max_len tokens.")
-flags.DEFINE_integer("num_slots", None, "Requests decoded together (default: what the command needs, at most 8).")
+flags.DEFINE_integer("num_slots", None, "Requests decoded together (default: what the command needs, at most 8).",
+                     lower_bound=1)
 flags.DEFINE_integer("prefill_chunk", 512, "Prefill chunk length (largest prefill bucket).")
 flags.DEFINE_integer("min_prefill_chunk", 32, "Smallest prefill bucket.")
 flags.DEFINE_integer("decode_steps", 8, "Tokens per slot a decode call produces before returning to the host.")
@@ -46,6 +47,7 @@ flags.DEFINE_bool("json", False, "Print JSON (token ids, logprobs, finish reason
 
 HARMONY_VOCAB = 201088
 HARMONY_STOPS = (200002, 200007, 200012)
+MAX_STOP_TOKEN_IDS = 8
 
 
 def parse_ids(text: str, what: str) -> list[int]:
@@ -95,13 +97,34 @@ def setup_compilation_cache() -> str | None:
 
 
 def build_engine(model, *, num_slots: int = 1, detokenize=None) -> Engine:
+    """The engine the flags describe; without --num_slots, the slots the command needs rounded up to a multiple of
+    the mesh's data parallelism (every data shard decodes its share of the slots)."""
+    dp = model.data_parallel
     try:
-        return Engine(model, num_slots=FLAGS.num_slots or num_slots, max_len=FLAGS.max_len,
+        return Engine(model, num_slots=FLAGS.num_slots or -(-num_slots // dp) * dp, max_len=FLAGS.max_len,
                       prefill_chunk=FLAGS.prefill_chunk, min_prefill_chunk=FLAGS.min_prefill_chunk,
                       decode_steps=FLAGS.decode_steps, max_top_logprobs=FLAGS.max_top_logprobs,
-                      detokenize=detokenize, seed=FLAGS.seed)
+                      max_stop_token_ids=MAX_STOP_TOKEN_IDS, detokenize=detokenize, seed=FLAGS.seed)
     except ValueError as e:
         raise app.UsageError(f"engine flags: {e}") from None
+
+
+def limits(cfg, *, detokenize: bool) -> Limits:
+    """What an engine built from these flags will take (its .limits), known from the config alone."""
+    if not 1 <= FLAGS.max_len <= cfg.max_context:
+        raise app.UsageError(f"--max_len={FLAGS.max_len}: expected a value in [1, {cfg.max_context}] (the model's "
+                             f"context)")
+    return Limits(cfg.vocab_size, FLAGS.max_len, FLAGS.max_top_logprobs, MAX_STOP_TOKEN_IDS, detokenize)
+
+
+def check_before_loading(cfg, requests: list[Request], *, detokenize: bool = True) -> None:
+    """Refuse bad engine flags and requests against the model's config before its weights load (which takes
+    minutes for the big models): the same checks the engine makes when a request enters."""
+    try:
+        for r in requests:
+            validate(r, limits(cfg, detokenize=detokenize))
+    except RequestError as e:
+        raise request_error(e) from None
 
 
 def load_tokenizer():

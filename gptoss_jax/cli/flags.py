@@ -1,6 +1,8 @@
 """Flags every model-running subcommand shares, and the one way they turn into a loaded model."""
 from __future__ import annotations
 
+import os
+import sys
 
 from absl import flags
 
@@ -11,7 +13,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("checkpoint", None, "Checkpoint folder: HF or original release layout (auto-detected), or an "
                     "Orbax folder from `gptoss convert`. Without it, --model picks a synthetic model.")
 flags.DEFINE_string("model", "demo", "Without --checkpoint: a config preset (gpt-oss-20b, gpt-oss-120b, tiny, demo, "
-                    "...) whose random synthetic checkpoint is written once to --synthetic_dir and loaded.")
+                    "...) whose random synthetic checkpoint is written once to --synthetic_dir and loaded, or a "
+                    "checkpoint folder (as --checkpoint; `gptoss eval --backend=local --model` takes it the same way).")
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic checkpoint (and of sampling unless a request sets one).")
 flags.DEFINE_string("synthetic_dir", None,
                     "Where synthetic checkpoints are written (default ~/.cache/gptoss_jax/synthetic).")
@@ -34,6 +37,26 @@ def model_mesh():
     return sharding.make_mesh(FLAGS.mesh or (1, len(devices), 1), devices)
 
 
+def checkpoint_path() -> str | None:
+    """The checkpoint folder the flags name: --checkpoint, or --model when it is a folder rather than a preset (a
+    checkpoint path given as --model must never become random weights of its shape); None: a synthetic preset."""
+    from gptoss_jax.config import PRESETS
+
+    if FLAGS.checkpoint:
+        return FLAGS.checkpoint
+    return FLAGS.model if FLAGS.model not in PRESETS and os.path.isdir(FLAGS.model) else None
+
+
+def model_config():
+    """The ModelConfig of the model the flags describe, without loading (or writing) any weights: commands check
+    their input against it before the load, which takes minutes for the big models."""
+    from gptoss_jax.api import read_config
+    from gptoss_jax.config import get_config
+
+    path = checkpoint_path()
+    return read_config(path) if path else get_config(FLAGS.model)
+
+
 def load_model(counter=None):
     """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel); joins the multi-process
     job first if the CLI entry point has not. counter: a ByteCounter of the checkpoint bytes this process reads."""
@@ -44,7 +67,12 @@ def load_model(counter=None):
     kernels.set_impl(FLAGS.moe_impl)
     from gptoss_jax.checkpoint.synthetic import cached_checkpoint
 
-    path = FLAGS.checkpoint or cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir,
-                                                 show_progress=FLAGS.progress)
-    return gptoss_jax.load(path, mesh=model_mesh(), dtype=FLAGS.dtype, show_progress=FLAGS.progress,
-                           counter=counter)
+    mesh = model_mesh()  # a bad --mesh fails before anything is written or read
+    path = checkpoint_path()
+    if path is None:
+        from gptoss_jax import distributed
+
+        if distributed.is_main():
+            print(f"(no --checkpoint: the synthetic {FLAGS.model} model, random weights)", file=sys.stderr)
+        path = cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir, show_progress=FLAGS.progress)
+    return gptoss_jax.load(path, mesh=mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress, counter=counter)

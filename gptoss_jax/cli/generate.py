@@ -21,7 +21,6 @@ from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import COUNTER, Request, RequestError, Result
 from gptoss_jax.cli import engine_flags as eflags
-from gptoss_jax.engine.requests import validate
 
 flags.DEFINE_bool("chat", False, "Treat --prompt as a user message of a harmony chat (see --reasoning_effort, "
                   "--system, --tools, --response_format).")
@@ -50,29 +49,42 @@ def _print_stream(engine, req, enc) -> Result:
     return engine.result(rid)
 
 
-def _chat_main(model, engine):
-    """--chat / --messages: harmony in, parsed answer out."""
+def _chat_requests(cfg) -> list[chat_lib.ChatRequest]:
+    """--chat / --messages as one ChatRequest a sample, checked against the model's config (rendered, constraint
+    compiled, sampling validated) before the model loads."""
+    if cfg.vocab_size != eflags.HARMONY_VOCAB:
+        raise app.UsageError(f"--chat and --messages need a model with the o200k_harmony vocabulary "
+                             f"({eflags.HARMONY_VOCAB} tokens); {cfg.name} has {cfg.vocab_size} (use --prompt_ids)")
     if FLAGS.messages is not None:
         messages = chat_flags.json_flag("messages", FLAGS.messages, "a JSON list of OpenAI chat messages")
     elif FLAGS.prompt is not None:
         messages = [{"role": "user", "content": FLAGS.prompt}]
     else:
         raise app.UsageError("--chat needs --prompt (the user message) or --messages (a whole conversation)")
-    base = eflags.sampling_params(model.cfg.vocab_size)
+    base = eflags.sampling_params(cfg.vocab_size)
+    reqs = [chat_flags.chat_request(messages, base if base.seed is None else
+                                    dataclasses.replace(base, seed=base.seed + i))
+            for i in range(FLAGS.num_samples)]
+    try:
+        eflags.check_before_loading(cfg, [chat_lib.to_engine_request(reqs[0])])
+    except ValueError as e:  # ChatInputError / ConstraintError name the problem
+        raise app.UsageError(f"bad chat request: {e}") from None
+    return reqs
+
+
+def _chat_main(model, engine, reqs: list[chat_lib.ChatRequest]):
+    """--chat / --messages: harmony in, parsed answer out."""
     tools = chat_flags.builtin_tools()
     if tools:  # the model may call them: each call runs here between its rounds
         if FLAGS.num_samples != 1:
             raise app.UsageError("--builtin_tools runs one conversation: use --num_samples=1")
-        looped = chat_flags.run_tool_turn(engine, messages, base, tools,
+        looped = chat_flags.run_tool_turn(engine, reqs[0].messages, reqs[0].sampling, tools,
                                           out=open(os.devnull, "w") if FLAGS.json else None)
         if FLAGS.json:
             print(json.dumps({"model": model.cfg.name, "messages": looped.messages, "rounds": looped.rounds,
                               "finish_reason": looped.finish_reason,
                               "tool_calls": [dataclasses.asdict(c) for c in looped.calls]}))
         return
-    reqs = [chat_flags.chat_request(messages, base if base.seed is None else
-                                    dataclasses.replace(base, seed=base.seed + i))
-            for i in range(FLAGS.num_samples)]
     try:
         if FLAGS.num_samples == 1 and not FLAGS.json:
             results = [chat_flags.print_stream(engine, reqs[0])]
@@ -102,24 +114,26 @@ def main(argv):
     if FLAGS.num_samples < 1:
         raise app.UsageError(f"--num_samples must be >= 1, got {FLAGS.num_samples}")
     if FLAGS.chat or FLAGS.messages is not None:
-        eflags.setup_compilation_cache()
         eflags.load_tokenizer()  # chats need it: fail before loading the model
+        chat_flags.builtin_tools()
+        reqs = _chat_requests(common.model_config())
+        eflags.setup_compilation_cache()
         model = common.load_model()
         engine = eflags.build_engine(model, num_slots=min(8, FLAGS.num_samples))
-        return _chat_main(model, engine)
+        return _chat_main(model, engine, reqs)
     enc = eflags.try_tokenizer()
     prompt = eflags.prompt_from_flags(enc)
+    cfg = common.model_config()
+    base = eflags.sampling_params(cfg.vocab_size)
+    reqs = [Request(prompt, base if base.seed is None else dataclasses.replace(base, seed=base.seed + i))
+            for i in range(FLAGS.num_samples)]
+    eflags.check_before_loading(cfg, reqs, detokenize=enc is not None)  # refuse bad values before the long load
     cache_dir = eflags.setup_compilation_cache()
     model = common.load_model()
     engine = eflags.build_engine(model, num_slots=min(8, FLAGS.num_samples),
                                  detokenize=enc.decode if enc is not None else None)
-    base = eflags.sampling_params(model.cfg.vocab_size)
-    reqs = [Request(prompt, base if base.seed is None else dataclasses.replace(base, seed=base.seed + i))
-            for i in range(FLAGS.num_samples)]
     t0 = time.perf_counter()
     try:
-        for r in reqs:  # refuse bad values before running anything
-            validate(r, engine.limits)
         if FLAGS.num_samples == 1 and not FLAGS.json:
             results = [_print_stream(engine, reqs[0], enc)]
         else:

@@ -1,8 +1,15 @@
 """`gptoss SUBCOMMAND [--flags]`: one entry point; each subcommand is a module with its own absl flags and main().
 
-    gptoss demo        write (once) and load the embedded synthetic model, generate and score a few tokens
-    gptoss convert     checkpoint (either release layout) -> Orbax, MXFP4 kept packed
-    gptoss generate | chat | score | eval | bench   (see each subcommand's --help)
+    gptoss demo        write (once) and load the embedded synthetic model, chat, constrain, check and score
+    gptoss convert     a release checkpoint (either layout) -> Orbax, MXFP4 kept packed
+    gptoss generate    sample continuations of a prompt, or answer a harmony chat (--chat, --messages)
+    gptoss chat        interactive harmony chat, streamed
+    gptoss score       log-likelihood of continuations given prompts
+    gptoss eval        benchmark sweeps (a local model or an OpenAI-compatible endpoint)
+    gptoss bench       prefill and decode throughput against the roofline
+
+`gptoss SUBCOMMAND --help` lists a subcommand's flags. Bad input (flags, files, checkpoints, requests) ends the
+command with one line on stderr, `gptoss SUBCOMMAND: error: ...`, and exit status 2.
 """
 from __future__ import annotations
 
@@ -18,45 +25,103 @@ SUBCOMMANDS = {
     "eval": "evals.cli",
     "bench": "gptoss_jax.cli.bench",
 }
+HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-?")
+USAGE_EXIT = 2  # bad flags or input, as argparse and `gptoss eval` exit
 
 
 def _usage() -> str:
-    return "usage: gptoss {" + ",".join(SUBCOMMANDS) + "} [--flags]   (gptoss SUBCOMMAND --help for its flags)"
+    return "usage: gptoss {" + ",".join(SUBCOMMANDS) + "} [--flags]\n" + __doc__.split("\n\n", 1)[1].split("\n\n")[0]
+
+
+def input_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that describe bad input (each names what is wrong and what was expected), raised where the
+    input enters: the loader, config, mesh, request validation, harmony chat input. The CLI shows them as one line."""
+    from absl import app
+
+    from gptoss_jax.api import InputError  # engine.RequestError is one
+    from gptoss_jax.checkpoint.safetensors_io import CheckpointError
+    from gptoss_jax.config import ConfigError
+    from gptoss_jax.distributed import DistributedError
+    from gptoss_jax.kernels import KernelError
+    from gptoss_jax.sharding import ShardingError
+
+    errors = [app.UsageError, InputError, CheckpointError, ConfigError, DistributedError, KernelError, ShardingError]
+    try:
+        from gptoss_jax.harmony import ChatInputError, ConstraintError, VocabularyError
+
+        errors += [ChatInputError, ConstraintError, VocabularyError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def subcommand_help(sub: str, module) -> str:
+    """The subcommand's docstring, then its flags: its own module's first, the shared ones after, the
+    multi-process ones last."""
+    from absl import flags
+
+    from gptoss_jax.cli import distributed_flags
+
+    ours = [m for m in flags.FLAGS.flags_by_module_dict() if m.startswith(("gptoss_jax.", "evals."))]
+    modules = sorted(ours, key=lambda m: (m != module.__name__, m == distributed_flags.__name__))
+    parts = [(module.__doc__ or f"gptoss {sub}").strip(), ""]
+    for name in modules:
+        text = flags.FLAGS.module_help(name)
+        if text:
+            parts.append(text)
+    parts.append(f"\n(gptoss {sub} --helpfull also lists absl's logging flags)")
+    return "\n".join(parts)
+
+
+def _fail(sub: str, message: str, code: int = USAGE_EXIT):
+    print(f"gptoss {sub}: error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def run(argv: list[str] | None = None) -> None:
     argv = list(sys.argv if argv is None else argv)
-    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
-        print(_usage())
-        sys.exit(0 if len(argv) >= 2 else 2)
+    if len(argv) < 2 or argv[1] in HELP_ARGS + ("help",):
+        print(_usage(), file=sys.stdout if len(argv) >= 2 else sys.stderr)
+        sys.exit(0 if len(argv) >= 2 else USAGE_EXIT)
     sub = argv[1]
     if sub not in SUBCOMMANDS:
         print(f"gptoss: unknown subcommand {sub!r}\n{_usage()}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE_EXIT)
     try:
         module = importlib.import_module(SUBCOMMANDS[sub])
     except ModuleNotFoundError as e:
         print(f"gptoss {sub}: not available in this installation ({e})", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(USAGE_EXIT)
     import logging
 
-    from absl import app
+    from absl import app, flags
 
     from gptoss_jax.cli import distributed_flags  # --coordinator_address, --num_processes, ... on every subcommand
 
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU here" is not news
+    if any(a in HELP_ARGS for a in argv[2:]):
+        print(subcommand_help(sub, module))
+        sys.exit(0)
+
+    def parse_flags(args):
+        try:
+            return flags.FLAGS(args)
+        except flags.Error as e:
+            _fail(sub, f"{e} (gptoss {sub} --help lists the flags)")
 
     def main(args):
-        from gptoss_jax.distributed import DistributedError
-
         try:  # join the multi-process job (if any) before anything uses a device
             distributed_flags.init_distributed()
-        except DistributedError as e:
-            print(f"gptoss {sub}: {e}", file=sys.stderr)
-            sys.exit(1)
-        return module.main(args)
+            return module.main(args)
+        except KeyboardInterrupt:
+            print(f"\ngptoss {sub}: interrupted", file=sys.stderr)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - only input errors are shown as a line; the rest re-raise
+            if isinstance(e, input_errors()):
+                _fail(sub, str(e))
+            raise
 
-    app.run(main, argv=[f"gptoss {sub}"] + argv[2:])
+    app.run(main, argv=[f"gptoss {sub}"] + argv[2:], flags_parser=parse_flags)
 
 
 if __name__ == "__main__":

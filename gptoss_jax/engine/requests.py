@@ -116,7 +116,8 @@ def _real(field: str, value, lo: float | None = None, hi: float | None = None, *
         raise RequestError(field, f"expected a finite number{what}, got {value!r}")
     v = float(value)
     if lo is not None and (v <= lo if lo_open else v < lo) or hi is not None and v > hi:
-        raise RequestError(field, f"expected a value in {'(' if lo_open else '['}{lo}, {hi}]{what}, got {value!r}")
+        bounds = f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else f'{hi}]'}"
+        raise RequestError(field, f"expected a value in {bounds}{what}, got {value!r}")
     return v
 
 
@@ -125,11 +126,11 @@ def _int(field: str, value, lo: int | None = None, hi: int | None = None, what: 
         raise RequestError(field, f"expected an integer{what}, got {value!r}")
     v = int(value)
     if (lo is not None and v < lo) or (hi is not None and v > hi):
-        raise RequestError(field, f"expected an integer in [{lo}, {'inf' if hi is None else hi}]{what}, got {v}")
+        raise RequestError(field, f"expected an integer in [{lo}, {'inf)' if hi is None else f'{hi}]'}{what}, got {v}")
     return v
 
 
-def _token_ids(field: str, values, vocab_size: int) -> list[int]:
+def check_token_ids(field: str, values, vocab_size: int) -> list[int]:
     if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
         raise RequestError(field, f"expected a sequence of token ids, got {type(values).__name__}")
     out = []
@@ -169,7 +170,7 @@ def validate(req: Request, limits: Limits) -> tuple[Request, list[int], dict[int
     """-> (request with a normalized SamplingParams, prompt ids, logit bias {id: value}); raises RequestError."""
     if not isinstance(req, Request):
         raise RequestError("request", f"expected an engine Request, got {type(req).__name__}")
-    prompt = _token_ids("prompt", req.prompt, limits.vocab_size)
+    prompt = check_token_ids("prompt", req.prompt, limits.vocab_size)
     if not prompt:
         raise RequestError("prompt", "empty prompt; expected at least one token id")
     if len(prompt) > limits.max_len:
@@ -197,7 +198,7 @@ def validate(req: Request, limits: Limits) -> tuple[Request, list[int], dict[int
                 raise RequestError("logit_bias", f"key {tid} is outside the vocabulary [0, {limits.vocab_size})")
             bias[tid] = _real(f"logit_bias[{tid}]", v, -100.0, 100.0)
     seed = None if s.seed is None else _int("seed", s.seed, 0, 2 ** 64 - 1)
-    stop_ids = _token_ids("stop_token_ids", list(s.stop_token_ids), limits.vocab_size)
+    stop_ids = check_token_ids("stop_token_ids", list(s.stop_token_ids), limits.vocab_size)
     if len(set(stop_ids)) > limits.max_stop_token_ids:
         raise RequestError("stop_token_ids", f"{len(set(stop_ids))} stop tokens; this engine takes at most "
                                              f"{limits.max_stop_token_ids} (max_stop_token_ids)")

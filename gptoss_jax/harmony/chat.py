@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import numbers
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -48,14 +49,28 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
     return getattr(obj, key, default)
 
 
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def _is_object(value: Any) -> bool:
+    """A mapping, or an object with attributes (e.g. the openai client's types): not a bare value or a list."""
+    return value is not None and not isinstance(value, (str, bytes, numbers.Number, Sequence))
+
+
 def normalize_tools(tools: Sequence[Any] | None) -> list[ToolDescription]:
     """OpenAI function tools (``{"type": "function", "function": {name, description, parameters}}`` or the
     flat Responses form) -> ToolDescriptions."""
+    if tools is not None and not _is_list(tools):
+        raise ChatInputError(f"tools must be a list of OpenAI function tools, got {type(tools).__name__}")
     out: list[ToolDescription] = []
     for i, tool in enumerate(tools or ()):
         if isinstance(tool, ToolDescription):
             out.append(tool)
             continue
+        if not _is_object(tool):
+            raise ChatInputError(f"tools[{i}] must be an object {{'type': 'function', 'function': {{'name': ...}}}}, "
+                                 f"got {type(tool).__name__}")
         if _get(tool, "type", "function") != "function":
             raise ChatInputError(f"tools[{i}] has type {_get(tool, 'type')!r}; expected 'function' (built-in tools "
                                  "go in builtin_tools=('browser', 'python'))")
@@ -185,10 +200,15 @@ def chat_to_conversation(messages: Sequence[Any], tools: Sequence[Any] | None = 
 
     roles = []
     for i, m in enumerate(messages):
+        if not _is_object(m):
+            raise ChatInputError(f"messages[{i}] must be an object with 'role' and 'content', got "
+                                 f"{type(m).__name__}")
         role = _get(m, "role")
         if role not in ("system", "developer", "user", "assistant", "tool"):
             raise ChatInputError(f"messages[{i}].role is {role!r}; expected system, developer, user, assistant "
                                  "or tool")
+        if role == "user" and _get(m, "content") is None:
+            raise ChatInputError(f"messages[{i}] (user) has no content; expected a string or a list of text parts")
         roles.append(role)
     leading = 0
     while leading < len(messages) and roles[leading] in ("system", "developer"):

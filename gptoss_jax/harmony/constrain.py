@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -99,6 +100,13 @@ def _json_body(schema: Mapping, whitespace: str = "compact", lenient: bool = Fal
     return f"%json {text}"
 
 
+def _one_line(error: str) -> str:
+    """llguidance's error as one line: its message without the grammar listing and the caret lines under it."""
+    lines = [ln.strip() for ln in error.splitlines()]
+    text = " ".join(ln for ln in lines if ln and not re.match(r"\d+ \| ", ln) and set(ln) != {"^"})
+    return re.sub(r"^at \d+\(\d+\): (failed to compile JSON schema: )?", "", text)
+
+
 def _lark_string(text: str) -> str:
     return json.dumps(text)
 
@@ -134,7 +142,7 @@ class CompiledGrammar:
         grammar = llg.LLMatcher.grammar_from_lark(lark)
         error = llg.LLMatcher.validate_grammar(grammar, ll_tokenizer())
         if error:
-            raise ConstraintError(f"cannot compile {description}: {error}")
+            raise ConstraintError(f"cannot compile {description}: {_one_line(error)}")
         self._grammar = grammar
 
     def new_constraint(self, max_tokens: int | None = None) -> "TokenConstraint":
@@ -423,7 +431,7 @@ class TokenConstraint:
         self.generated: list[int] = []
         self._matcher = _llg().LLMatcher(ll_tokenizer(), grammar._grammar, log_level=0)
         if self._matcher.is_error():
-            raise ConstraintError(f"cannot start {grammar.description}: {self._matcher.get_error()}")
+            raise ConstraintError(f"cannot start {grammar.description}: {_one_line(self._matcher.get_error())}")
         self._depth = _JsonDepth()
         self._plan: list[int] | None = None  # closing mode: forced continuation
         self._plan_len_estimate: int | None = None

@@ -28,6 +28,10 @@ import jax
 
 from gptoss_jax.kernels.moe_reference import expert_matmul_reference
 
+class KernelError(ValueError):
+    """A kernel name that names no implementation (the message lists the ones there are)."""
+
+
 _IMPLS: dict[str, Callable] = {"reference": expert_matmul_reference}
 # backend -> names to try in order for "auto"
 _AUTO_ORDER: dict[str, list[str]] = {"cpu": ["reference"], "gpu": ["reference"], "tpu": ["reference"]}
@@ -49,7 +53,7 @@ def available() -> list[str]:
 def set_impl(name: str) -> None:
     global _selected
     if name != "auto" and name not in _IMPLS:
-        raise ValueError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
+        raise KernelError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
     _selected = name
 
 
@@ -57,7 +61,7 @@ def resolve_impl(name: str | None = None) -> str:
     name = name or _selected
     if name != "auto":
         if name not in _IMPLS:
-            raise ValueError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
+            raise KernelError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
         return name
     for cand in _AUTO_ORDER.get(jax.default_backend(), ["reference"]):
         if cand in _IMPLS:
@@ -108,7 +112,7 @@ def resolve_attention_impl(name: str | None = None) -> str:
     if name == "auto":
         return "pallas_gpu" if jax.default_backend() == "gpu" else "xla"
     if name not in ATTENTION_IMPLS:
-        raise ValueError(f"unknown attention implementation {name!r}: expected 'auto' or one of {ATTENTION_IMPLS}")
+        raise KernelError(f"unknown attention implementation {name!r}: expected 'auto' or one of {ATTENTION_IMPLS}")
     if name == "pallas_gpu" and jax.default_backend() != "gpu":
         return "xla"                       # the compiled kernel needs a GPU; fall back like the MoE kernels do
     return name

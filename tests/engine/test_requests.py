@@ -133,7 +133,7 @@ def test_score_validates_and_matches_generation_logprobs(engine):
     assert abs(s.logprob - sum(r.prompt_logprobs)) < 1e-5
     with pytest.raises(RequestError, match="continuation"):
         score(engine, [p], [[]])
-    with pytest.raises(RequestError, match="prompt"):
+    with pytest.raises(RequestError, match="item 1 continuation: token id 512"):   # names the pair and the part
         score(engine, [p, p], [c, [V]])
 
 

@@ -97,21 +97,8 @@ def run(engine, enc, sampling, stream_in=None) -> None:
         except ValueError:
             print("[without a tokenizer, type comma-separated token ids, e.g. 1,2,3]")
             continue
-        shown, out, rid = "", [], None
         try:
-            for ev in engine.stream(Request(history + ids, sampling)):
-                rid = ev.request_id
-                if ev.token_id < 0:
-                    continue
-                out.append(ev.token_id)
-                if enc is None:
-                    sys.stdout.write(("" if len(out) == 1 else ",") + str(ev.token_id))
-                else:
-                    text = enc.decode(out)
-                    if not text.endswith("\ufffd"):
-                        sys.stdout.write(text[len(shown):])
-                        shown = text
-                sys.stdout.flush()
+            rid, _ = eflags.print_token_stream(engine, Request(history + ids, sampling), enc)
         except RequestError as e:
             print(f"[{e}; /reset clears the context]")
             continue

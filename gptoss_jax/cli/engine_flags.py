@@ -155,3 +155,26 @@ def encode(enc, text: str) -> list[int]:
 
 def request_error(e: RequestError) -> app.UsageError:
     return app.UsageError(f"bad request: {e}")
+
+
+def print_token_stream(engine, request, enc, out=None):
+    """Stream one request's tokens to `out` (decoded text with the tokenizer, holding back a partial UTF-8
+    character; comma-separated ids without it). Returns (request id, generated ids); RequestError propagates."""
+    import sys
+
+    out = out or sys.stdout
+    shown, ids, rid = "", [], None
+    for ev in engine.stream(request):
+        rid = ev.request_id
+        if ev.token_id < 0:
+            continue
+        ids.append(ev.token_id)
+        if enc is None:
+            out.write(("" if len(ids) == 1 else ",") + str(ev.token_id))
+        else:
+            text = enc.decode(ids)
+            if not text.endswith("\ufffd"):
+                out.write(text[len(shown):])
+                shown = text
+        out.flush()
+    return rid, ids

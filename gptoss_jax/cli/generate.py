@@ -31,20 +31,7 @@ FLAGS = flags.FLAGS
 
 
 def _print_stream(engine, req, enc) -> Result:
-    shown, ids, rid = "", [], None
-    for ev in engine.stream(req):
-        rid = ev.request_id
-        if ev.token_id < 0:
-            continue
-        ids.append(ev.token_id)
-        if enc is None:
-            sys.stdout.write(("" if len(ids) == 1 else ",") + str(ev.token_id))
-        else:
-            text = enc.decode(ids)
-            if not text.endswith("\ufffd"):  # hold back a partial UTF-8 character
-                sys.stdout.write(text[len(shown):])
-                shown = text
-        sys.stdout.flush()
+    rid, _ = eflags.print_token_stream(engine, req, enc)
     sys.stdout.write("\n")
     return engine.result(rid)
 

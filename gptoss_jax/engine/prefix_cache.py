@@ -63,7 +63,7 @@ class Hit:
     length: int   # tokens reused
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class _Snapshot:
     tokens: np.ndarray
     entry: int

@@ -15,7 +15,7 @@ from gptoss_jax.harmony import tokenizer
 from gptoss_jax.server.serve import ServeOptions, bind, make_context, uvicorn_server
 
 MODEL = "demo"
-ENGINE_KW = dict(num_slots=8, max_len=2048, prefill_chunk=512, min_prefill_chunk=64, decode_steps=4,
+ENGINE_KW = dict(num_slots=8, max_len=2048, prefill_chunk=512, min_prefill_chunk=128, decode_steps=4,
                  max_top_logprobs=5)
 
 
@@ -23,6 +23,14 @@ ENGINE_KW = dict(num_slots=8, max_len=2048, prefill_chunk=512, min_prefill_chunk
 def demo_model(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("serve_ckpt") / "demo")
     synthetic.write_checkpoint(path, PRESETS["demo"], seed=3)
+    return gptoss_jax.load(path, dtype="float32", show_progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """The `tiny` preset (512-token vocabulary: /v1/completions with token ids only), fast enough for load tests."""
+    path = str(tmp_path_factory.mktemp("serve_ckpt") / "tiny")
+    synthetic.write_checkpoint(path, PRESETS["tiny"], seed=4)
     return gptoss_jax.load(path, dtype="float32", show_progress=False)
 
 
@@ -45,11 +53,13 @@ class Running:
         self.engine.close()
 
 
-def start(model, *, prefix_cache=True, max_queue=256, api_key=None, **kw) -> Running:
-    enc = tokenizer.get_encoding()
-    prefix = PrefixCacheConfig(entries=16, boundary_token_ids=(tokenizer.END,)) if prefix_cache else None
-    engine = Engine(model, detokenize=enc.decode, prefix_cache=prefix, **{**ENGINE_KW, **kw})
-    opts = ServeOptions(model_name=MODEL, port=0, max_queue=max_queue, api_key=api_key, shutdown_grace_s=5)
+def start(model, *, prefix_cache=True, max_queue=256, api_key=None, name=MODEL, boundary=tokenizer.END,
+          **kw) -> Running:
+    harmony = model.cfg.vocab_size == tokenizer.VOCAB_SIZE
+    prefix = PrefixCacheConfig(entries=64, boundary_token_ids=(boundary,), min_tokens=4) if prefix_cache else None
+    engine = Engine(model, detokenize=tokenizer.get_encoding().decode if harmony else None, prefix_cache=prefix,
+                    **{**ENGINE_KW, **kw})
+    opts = ServeOptions(model_name=name, port=0, max_queue=max_queue, api_key=api_key, shutdown_grace_s=5)
     ctx = make_context(engine, opts)
     server = uvicorn_server(ctx, opts)
     sock = bind("127.0.0.1", 0)
@@ -67,6 +77,18 @@ def start(model, *, prefix_cache=True, max_queue=256, api_key=None, **kw) -> Run
 @pytest.fixture(scope="module")
 def server(demo_model):
     s = start(demo_model)
+    yield s
+    s.stop()
+
+
+TINY = "tiny"
+TINY_END = 7   # the tiny model's stand-in for a message boundary token
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_model):
+    from tests.engine.conftest import ENGINE_KW as TINY_KW     # the engine tests' sizes: their compilations serve
+    s = start(tiny_model, name=TINY, boundary=TINY_END, **TINY_KW)
     yield s
     s.stop()
 

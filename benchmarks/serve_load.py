@@ -102,7 +102,7 @@ def cache_ttft(base_url, model, trials: int) -> dict | None:
         return time.perf_counter() - t0, chunks[-1].usage.prompt_tokens_details.cached_tokens
 
     try:
-        ask("warm up " * 1000, "hi")
+        ask("warm up " * 400, "hi")
     except openai.BadRequestError:
         return None  # no harmony vocabulary (e.g. --model=tiny)
     cold, warm, cached = [], [], []
@@ -122,7 +122,7 @@ def main():
     ap.add_argument("--model", default=None, help="Model name at --base_url")
     ap.add_argument("--serve", default="--model=demo --num_slots=16 --max_len=2048",
                     help="Flags of the `gptoss serve` this starts")
-    ap.add_argument("--concurrency", default="1,16,64")
+    ap.add_argument("--concurrency", default="1,16,64", help="Levels ('' : only the prompt cache)")
     ap.add_argument("--max_tokens", type=int, default=32)
     ap.add_argument("--vocab", type=int, default=512, help="Prompt token ids are drawn below this")
     ap.add_argument("--cache_trials", type=int, default=3)
@@ -134,8 +134,9 @@ def main():
     else:
         base_url, model = a.base_url, a.model
     try:
-        levels = [int(c) for c in a.concurrency.split(",")]
-        asyncio.run(level(base_url, model, max(levels), max(levels), a.max_tokens, a.vocab, 99))  # warm-up
+        levels = [int(c) for c in a.concurrency.split(",") if c]
+        if levels:  # warm-up
+            asyncio.run(level(base_url, model, max(levels), max(levels), a.max_tokens, a.vocab, 99))
         rows = [asyncio.run(level(base_url, model, c, max(8, 2 * c), a.max_tokens, a.vocab, c)) for c in levels]
         cache = cache_ttft(base_url, model, a.cache_trials) if a.cache_trials else None
     finally:

@@ -29,6 +29,7 @@ the same decisions.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from typing import Sequence
 
 import jax
@@ -37,6 +38,7 @@ import numpy as np
 
 from gptoss_jax import sharding
 
+log = logging.getLogger(__name__)
 STORE_AXES = ("layers", None, "cache_seq", "kv_heads", "head_dim")  # entries replicated over data: any slot reads
 
 
@@ -87,8 +89,9 @@ class PrefixCache:
         ring = cache.sliding_k
         shape = ring.shape[:1] + (config.entries,) + ring.shape[2:]
         sh = sharding.named(mesh, STORE_AXES) if mesh is not None else ring.sharding
-        zeros = jax.jit(lambda: (jnp.zeros(shape, ring.dtype), jnp.zeros(shape, ring.dtype)), out_shardings=(sh, sh))
-        self.store_k, self.store_v = zeros()
+        self._zeros = jax.jit(lambda: (jnp.zeros(shape, ring.dtype), jnp.zeros(shape, ring.dtype)),
+                              out_shardings=(sh, sh))
+        self.store_k, self.store_v = self._zeros()
         self._restore = None
         self._snapshot = jax.jit(_snapshot, donate_argnums=(0, 1), out_shardings=(sh, sh))
         self.clear()
@@ -195,8 +198,17 @@ class PrefixCache:
             self.snaps.remove(victim)
             self.free_entries.append(victim.entry)
         entry = self.free_entries.pop()
-        self.store_k, self.store_v = self._snapshot(self.store_k, self.store_v, cache.sliding_k, cache.sliding_v,
-                                                    np.int32(slot), np.int32(entry))
+        try:
+            self.store_k, self.store_v = self._snapshot(self.store_k, self.store_v, cache.sliding_k, cache.sliding_v,
+                                                        np.int32(slot), np.int32(entry))
+        except Exception:  # noqa: BLE001 - a lost snapshot only loses caching; a lost store is made again
+            log.exception("prefix cache snapshot failed; caching what was stored is dropped")
+            if self.store_k.is_deleted() or self.store_v.is_deleted():
+                self.store_k, self.store_v = self._zeros()
+                self.clear()
+            else:
+                self.free_entries.append(entry)
+            return
         self.snaps.append(_Snapshot(arr, entry, self._tick()))
         self.snapshots_taken += 1
 

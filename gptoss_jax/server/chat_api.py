@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from gptoss_jax import chat as chat_lib
 from gptoss_jax.engine import Result
 from gptoss_jax.server import params, running, specs
-from gptoss_jax.server.errors import ApiError, bad_request
+from gptoss_jax.server.errors import ApiError, bad_request, from_input_error
 from gptoss_jax.server.harmony_stream import HarmonyStream, StopFilter, cut_at_stop
 
 
@@ -40,7 +40,7 @@ def logprob_fields(body: Mapping[str, Any], max_top: int) -> tuple[bool, int]:
     return want, top
 
 
-def prepare(ctx, body: Mapping[str, Any], chat: Mapping[str, Any], sampling, n: int, prefix: str):
+def prepare(ctx, chat: Mapping[str, Any], sampling, n: int, prefix: str):
     """(spec, Request) for each of n choices, built and validated now (400 on bad input)."""
     out = []
     for i in range(n):
@@ -48,7 +48,6 @@ def prepare(ctx, body: Mapping[str, Any], chat: Mapping[str, Any], sampling, n: 
         try:
             out.append((spec, ctx.loop.prepare(spec)))
         except ValueError as e:  # RequestError, ChatInputError, ConstraintError: each names what is wrong
-            from gptoss_jax.server.errors import from_input_error
             raise from_input_error(e, "messages") from None
     return out
 
@@ -66,7 +65,7 @@ def parse(ctx, body: Mapping[str, Any]):
             "response_format": body.get("response_format"), "reasoning_effort": effort(body)}
     if chat["tool_choice"] is None:
         chat.pop("tool_choice")
-    return prepare(ctx, body, chat, sampling, params.count(body), f"chatcmpl-{uuid.uuid4().hex[:24]}"), sampling
+    return prepare(ctx, chat, sampling, params.count(body), f"chatcmpl-{uuid.uuid4().hex[:24]}"), sampling
 
 
 def logprob_entry(enc, token: int, lp: float, top) -> dict[str, Any]:

@@ -92,7 +92,7 @@ def parse(ctx, body: Mapping[str, Any]):
             "response_format": _format(body), "reasoning_effort": reasoning.get("effort") or "medium"}
     if body.get("tool_choice") is not None:
         chat["tool_choice"] = body["tool_choice"]
-    return prepare(ctx, body, chat, sampling, 1, f"resp_{uuid.uuid4().hex[:24]}")
+    return prepare(ctx, chat, sampling, 1, f"resp_{uuid.uuid4().hex[:24]}")
 
 
 def _envelope(ctx, body, rid: str, created: int, status: str, output: list, usage=None, incomplete=None):

@@ -82,3 +82,17 @@ def test_scoring_requests_prefill_their_whole_prompt(make_engine):
     engine.generate([Request(head + [1, 2], _greedy())])
     [r] = engine.generate([Request(head + [3, 4, 5], SamplingParams(max_tokens=0), score_from=1)])
     assert r.cached_tokens == 0 and len(r.prompt_logprobs) == len(head) + 2
+
+
+def test_snapshots_are_evicted_least_recently_used(make_engine):
+    engine = _cached_engine(make_engine, entries=2)
+    heads = [_head(10, seed=120 + i) for i in range(3)]       # one boundary snapshot each (chunk 16 > 10)
+    for h in heads:
+        engine.generate([Request(h + [1, 2], _greedy())])
+    assert len(engine.prefix.snaps) == 2 and engine.prefix.snapshots_taken == 3
+    [newest] = engine.generate([Request(heads[2] + [3], _greedy())])
+    [oldest] = engine.generate([Request(heads[0] + [3], _greedy())])
+    assert newest.cached_tokens == 10 and oldest.cached_tokens == 0
+    plain = make_engine()
+    for r, h in ((newest, heads[2]), (oldest, heads[0])):
+        assert r.token_ids == plain.generate([Request(h + [3], _greedy())])[0].token_ids

@@ -15,8 +15,8 @@ from gptoss_jax.harmony import tokenizer
 from gptoss_jax.server.serve import ServeOptions, bind, make_context, uvicorn_server
 
 MODEL = "demo"
-ENGINE_KW = dict(num_slots=8, max_len=2048, prefill_chunk=512, min_prefill_chunk=128, decode_steps=4,
-                 max_top_logprobs=5)
+ENGINE_KW = dict(num_slots=4, max_len=2048, prefill_chunk=512, min_prefill_chunk=128, decode_steps=4,
+                 max_top_logprobs=3)
 
 
 @pytest.fixture(scope="session")

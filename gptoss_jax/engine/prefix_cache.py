@@ -18,8 +18,8 @@ Snapshot points: after any boundary token (for harmony, <|end|>: the end of the 
 message, which are the heads requests share: system + developer + tools, or a previous turn) once the head holds at
 least `min_tokens`, and at every full prefill chunk. The engine ends a prefill chunk at each point (`chunk_limit`),
 so a prompt with many messages takes a few more, shorter prefill calls the first time. Entries are evicted least
-recently used; slots are reused least recently used first, and a request goes to the free slot that already holds
-its head when there is one.
+recently used. A request goes to a free slot whose reuse destroys no cached tokens (empty, or holding exactly its
+head) when there is one, else to the least recently used one.
 
 Correctness: the restored entries are those prefill computes for the same tokens at the same positions, so a
 request's tokens with and without a hit are the same (up to the float rounding batch composition already causes;
@@ -116,17 +116,18 @@ class PrefixCache:
     def place(self, prompt: Sequence[int], free: list[int], *, reuse: bool = True) -> tuple[int, Hit | None]:
         """The free slot a new request goes to, and the cached head it reuses (None: prefill from 0).
 
-        Prefers the longest hit (at most len(prompt) - 1 tokens), then a free slot already holding it (no copy),
-        then the least recently used free slot."""
+        The hit is the longest cached head (at most len(prompt) - 1 tokens). The slot: first one whose reuse
+        destroys no cached tokens (empty, or holding exactly the hit), preferring one that holds the hit (no copy);
+        else the least recently used (a holder of the hit first)."""
         arr = np.asarray(prompt, np.int32)
         hit = self._lookup(arr) if reuse else None
-        if hit is not None:
-            holders = [s for s in free if _common_prefix(self.held[s], arr) >= hit.length]
-            if holders:
-                hit.src = holders[0]
-                return holders[0], hit
-        # keep the content of the others: reuse the free slot used longest ago
-        return min(free, key=lambda s: self.slot_used[s]), hit
+        n = hit.length if hit is not None else 0
+        holds = {s: hit is not None and _common_prefix(self.held[s], arr) >= n for s in free}
+        loses = {s: len(self.held[s]) > (n if holds[s] else 0) for s in free}
+        slot = min(free, key=lambda s: (loses[s], not holds[s], self.slot_used[s]))
+        if hit is not None and holds[slot]:
+            hit.src = slot
+        return slot, hit, hit
 
     def _lookup(self, arr: np.ndarray) -> Hit | None:
         limit = len(arr) - 1

@@ -33,9 +33,9 @@ def test_a_shared_head_is_reused_and_changes_no_token(make_engine):
     engine = _cached_engine(make_engine)
     [ra] = engine.generate([Request(a, _greedy(repetition_penalty=1.3))])
     assert ra.cached_tokens == 0
-    [rb] = engine.generate([Request(b, _greedy(repetition_penalty=1.3))])   # lands in the slot holding the head
+    [rb] = engine.generate([Request(b, _greedy(repetition_penalty=1.3))])   # copied into an empty slot
     assert rb.cached_tokens == len(head)
-    # c arrives while b's slot is busy and a's slot holds the head: copied from there into another slot
+    # c arrives while another slot is busy: the head is copied again (or used in place) from a slot holding it
     busy = engine.submit(Request(prompt(60, 30), _greedy(max_tokens=20)))
     engine.step()
     [rc] = engine.generate([Request(c, _greedy(repetition_penalty=1.3))])

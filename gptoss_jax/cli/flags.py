@@ -56,8 +56,9 @@ def load_model(counter=None):
 
     init_distributed()
     source = model_source()
+    mesh = api.resolve_mesh(FLAGS.mesh, FLAGS.replicas)   # bad options fail before anything is said or written
+    kernels = kernels_from_flags()
     if api.is_preset(source) and distributed.is_main():
         print(f"(no --checkpoint: the synthetic {source} model, random weights)", file=sys.stderr)
-    return api.build_model(source, mesh=FLAGS.mesh, dtype=FLAGS.dtype, kernels=kernels_from_flags(),
-                           seed=FLAGS.seed, replicas=FLAGS.replicas, synthetic_dir=FLAGS.synthetic_dir,
-                           show_progress=FLAGS.progress, counter=counter)
+    return api.build_model(source, mesh=mesh, dtype=FLAGS.dtype, kernels=kernels, seed=FLAGS.seed,
+                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter)

@@ -1,4 +1,6 @@
-"""The built-in ``python`` tool: the model sends code to ``python``; it runs in the sandbox (never in-process)."""
+"""The built-in ``python`` tool: the model sends code to ``python``; it runs in the sandbox (``sandbox.run_python``,
+never in-process). If the sandbox cannot run here, ``call`` raises ``SandboxUnavailable`` naming what to install
+(the tool loop hands that message back as the tool's error); the code is never run unsandboxed."""
 from __future__ import annotations
 
 from ..builtin_tools import PYTHON_SANDBOX_DESCRIPTION, python_namespace
@@ -7,7 +9,8 @@ from .sandbox import run_python
 
 
 class PythonTool:
-    """Runs each message's code in a fresh sandboxed subprocess (stateless) and returns its output.
+    """Runs each message's code in a fresh sandbox (stateless: nothing carries over between calls) and returns
+    its output.
 
     ``namespace`` describes the tool truthfully (stateless, no network, the timeout); pass
     ``trained_description=True`` to use the description gpt-oss was trained with (a stateful Jupyter

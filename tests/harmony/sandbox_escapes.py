@@ -130,19 +130,22 @@ for i in range(200):
         break
     forked += 1
 print('forked', forked)
-""", {"max_processes": 16}),
+""", {"max_threads": 16}),
     "orphan_after_timeout": (_FORK + """
-if libc.fork() == 0:
+pid = libc.fork()
+if pid == 0:
     os.setsid()
     child(b'@TOKEN@')
-time.sleep(0.2)
-while True:
-    pass
+print('orphan forked:', pid > 0, flush=True)
+while True:  # sleeping, not spinning: only the wall clock can end this
+    time.sleep(1)
 """, {"timeout_s": 1.5}),
     "orphan_after_exit": (_FORK + """
-if libc.fork() == 0:
+pid = libc.fork()
+if pid == 0:
     os.setsid()
     child(b'@TOKEN@')
+print('orphan forked:', pid > 0, flush=True)
 time.sleep(0.2)
 print('parent exits')
 """, {}),

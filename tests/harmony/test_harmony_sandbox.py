@@ -131,12 +131,14 @@ def test_scratch_folder_size_is_limited():
     assert "File too large" in r.error or "No space left" in r.error
 
 
-def test_process_count_is_limited():
-    code = ("import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\nn = 0\n"
-            "for _ in range(50):\n    pid = libc.fork()\n    if pid == 0:\n        time.sleep(5)\n        os._exit(0)\n"
-            "    if pid < 0:\n        break\n    n += 1\nprint(n)")
-    r = run_python(code, max_processes=8)
-    assert r.ok and int(r.stdout) == 7  # the interpreter itself is the eighth
+def test_threads_are_limited_and_no_process_can_start():
+    code = ("import ctypes, os, threading, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+            "print(libc.fork(), os.strerror(ctypes.get_errno()))\nn = 0\ntry:\n    for _ in range(50):\n"
+            "        threading.Thread(target=time.sleep, args=(2,), daemon=True).start()\n        n += 1\n"
+            "except RuntimeError as e:\n    print(n, e)")
+    r = run_python(code, max_threads=8)
+    assert r.ok, r.stderr
+    assert r.stdout.splitlines() == ["-1 Operation not permitted", "7 can't start new thread"]  # main thread: 8th
 
 
 def test_child_processes_are_refused():
@@ -167,8 +169,8 @@ def test_bad_arguments_raise_clear_errors():
         run_python("pass", timeout_s=0)
     with pytest.raises(TypeError, match="code must be str"):
         run_python(b"pass")
-    with pytest.raises(ValueError, match="max_processes"):
-        run_python("pass", max_processes=0)
+    with pytest.raises(ValueError, match="max_threads"):
+        run_python("pass", max_threads=0)
     with pytest.raises(ValueError, match="scratch_mb"):
         run_python("pass", scratch_mb=-1)
 

@@ -21,13 +21,13 @@ SLACK_S = 20  # a loaded 2-core machine: "promptly" is the call's own limit plus
 
 # What each attack must have come to, beyond the checks every scenario gets (see _harm).
 EXPECT = {
-    # The shell ran (so the attack was real), inside: no marker, no kill, no secret (checked for all).
-    "ctypes_system": lambda r: r["ok"] and "uid=" in r["stdout"],
-    "posixsubprocess_fork_exec": lambda r: r["ok"] and "uid=" in r["stdout"],
+    # No shell could start: the code is one process (no marker, no kill, no secret are checked for all).
+    "ctypes_system": lambda r: r["ok"] and "uid=" not in r["stdout"] and "system -> 32512" in r["stdout"],
+    "posixsubprocess_fork_exec": lambda r: not r["ok"] and "Operation not permitted" in r["error"],
     "kill_parent": lambda r: r["ok"] and "still here" in r["stdout"],
-    "fork_200": lambda r: r["ok"] and 0 < int(r["stdout"].split("forked ")[1].split()[0]) < 16,
+    "fork_200": lambda r: r["ok"] and "fork 0 failed: Operation not permitted" in r["stdout"],
     "orphan_after_timeout": lambda r: r["timed_out"] and "timed out" in r["error"],
-    "orphan_after_exit": lambda r: r["ok"] and "parent exits" in r["stdout"],
+    "orphan_after_exit": lambda r: r["ok"] and "orphan forked: False" in r["stdout"],
     "allocate_20gb": lambda r: not r["ok"] and "memory" in r["error"].lower() and "allocated" not in r["stdout"],
     "output_100mb": lambda r: r["ok"] and len(r["stdout"]) < (1 << 16) + 100,
     "infinite_loop": lambda r: r["timed_out"] and "timed out" in r["error"],
@@ -120,6 +120,26 @@ def test_escape_fails_as_the_caller(name, host, monkeypatch):
     assert _harm(name, result, ctx, host) == []
     assert {"pid-namespace", "net-namespace", "seccomp", "no-capabilities"} <= set(result["isolation"]) or \
         result["timed_out"]
+
+
+# The walls behind the single-process rule: with processes allowed, forks stop at max_threads and every process
+# dies with the sandbox's PID namespace, orphans included.
+SECOND_WALL = {
+    "fork_200": lambda r: r["ok"] and 0 < int(r["stdout"].split("forked ")[1].split()[0]) < 16,
+    "orphan_after_timeout": lambda r: r["timed_out"] and "orphan forked: True" in r["stdout"],
+    "orphan_after_exit": lambda r: r["ok"] and "orphan forked: True" in r["stdout"] and "parent exits" in r["stdout"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SECOND_WALL))
+def test_processes_cannot_outlive_the_sandbox_even_if_forks_were_allowed(name, host, monkeypatch):
+    from gptoss_jax.harmony.tools import sandbox, sandbox_seccomp
+    monkeypatch.setattr(sandbox, "policy_bpf", lambda: sandbox_seccomp.policy_bpf(allow_processes=True))
+    token = f"gxw{secrets.token_hex(6)}"
+    ctx = _context(host, token)
+    result = esc.run(ctx, name)
+    monkeypatch.setitem(EXPECT, name, SECOND_WALL[name])  # which also checks that the fork really happened
+    assert _harm(name, result, ctx, host) == []
 
 
 def _ordinary_user_view() -> list[str]:

@@ -6,8 +6,8 @@ Run as ``python -I -B -c <this file's source>`` by ``sandbox.run_python``. It re
 1. checks that it really is sandboxed: a seccomp filter in force, no capabilities, no_new_privs, not uid 0, every
    namespace different from the host's, every mount read-only except /tmp, /proc and the device nodes. If a check
    fails it says which on the status pipe and exits without running the code (the host then refuses loudly);
-2. sets resource limits: address space, CPU seconds, processes and threads (RLIMIT_NPROC, counted in the
-   sandbox's own user namespace), file size, open files, no core dumps;
+2. sets resource limits: address space, CPU seconds, threads (RLIMIT_NPROC, counted in the sandbox's own user
+   namespace; the seccomp policy allows no second process), file size, open files, no core dumps;
 3. writes the request's files into /tmp, the private scratch folder and working directory;
 4. installs an audit hook (PEP 578) that refuses sockets, new processes and writes outside /tmp with a
    PermissionError naming what was refused. The hook is not the boundary (ctypes goes around it; the kernel
@@ -36,6 +36,11 @@ def _check_isolation(host_namespaces: dict) -> list:
     status = _status_fields()
     if status.get("Seccomp") != "2":
         raise RuntimeError(f"no seccomp filter is in force (Seccomp: {status.get('Seccomp')})")
+    try:  # a no-op for the kernel; the sandbox's own policy refuses every unshare
+        os.unshare(0)
+        raise RuntimeError("the seccomp filter in force is not the sandbox's (unshare was allowed)")
+    except PermissionError:
+        pass
     for field in ("CapEff", "CapPrm", "CapAmb"):
         if int(status.get(field, "1"), 16) != 0:
             raise RuntimeError(f"the process holds capabilities ({field}: {status.get(field)})")

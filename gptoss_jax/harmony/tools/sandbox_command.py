@@ -27,6 +27,8 @@ import os
 import shutil
 import sys
 
+from gptoss_jax.errors import SetupError
+
 SCRATCH = "/tmp"  # inside the sandbox: the working directory, HOME and TMPDIR; the only writable folder
 _STAGE = "/tmp/gptoss-sandbox-stage-"  # root mode: where the first bwrap shows the interpreter to the second
 _SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -34,7 +36,7 @@ _ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 _CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_child.py")
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(SetupError):
     """The sandbox cannot run here (a tool is missing, the kernel refuses namespaces, a self-check failed).
     Model-written code is then not run at all; the message names what to install or enable."""
 

@@ -144,6 +144,7 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
 def check_identity(out_dir: Path, identity: Mapping[str, Any], *, has_records: bool) -> None:
     """Refuse a resume whose identity differs from the folder's; record the identity (merging new tasks)."""
     path = Path(out_dir) / IDENTITY_FILE
+    identity = json.loads(json.dumps(identity, default=str))  # as it reads back (tuples are lists)
     old = None
     if path.exists():
         try:

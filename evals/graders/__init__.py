@@ -7,7 +7,7 @@ from evals.graders.bfcl import grade_bfcl
 from evals.graders.choice import grade_label, grade_mc
 from evals.graders.code import grade_humaneval
 from evals.graders.ifeval import grade_ifeval
-from evals.graders.maths import grade_math
+from evals.graders.maths import grade_integer, grade_math
 from evals.graders.model_graded import grade_rubric, grade_simpleqa
 from evals.spec import Sample, TaskSpec
 
@@ -15,6 +15,7 @@ GRADERS: dict[str, Grader] = {
     "mc": grade_mc,
     "label": grade_label,
     "math": grade_math,
+    "integer": grade_integer,
     "humaneval": grade_humaneval,
     "ifeval": grade_ifeval,
     "bfcl_ast": grade_bfcl,

@@ -40,7 +40,7 @@ def answer(spec: TaskSpec, sample: Sample, wrong: bool) -> dict:
         letters = sample.meta["letters"]
         letter = letters[(letters.index(t) + 1) % len(letters)] if wrong else t
         out["content"] = f"Weighing the options, the best supported one is {letter}.\n\n**Answer: {letter}**"
-    elif g == "math":
+    elif g in ("math", "integer"):
         ans = "1234567" if wrong else t
         out["content"] = f"Putting it together gives the result.\n\n**Final answer:** $\\boxed{{{ans}}}$"
     elif g == "label":

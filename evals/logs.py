@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 
-NOISY = ("httpx", "httpcore", "openai", "urllib3", "math_verify", "latex2sympy2_extended", "absl", "tau2")
+NOISY = ("httpx", "httpx2", "httpcore", "httpcore2", "openai", "urllib3", "math_verify", "latex2sympy2_extended", "absl", "tau2")
 
 
 def quiet_logs(verbose: bool) -> None:

@@ -245,7 +245,8 @@ def write_reports(out_dir: Path, prices, task_order, meta: dict) -> str:
     rows = report.summarize(recs, prices, task_order)
     (out_dir / "summary.json").write_text(report.to_json(rows, meta), encoding="utf-8")
     (out_dir / "summary.md").write_text(report.to_markdown(rows), encoding="utf-8")
-    (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta), encoding="utf-8")
+    (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta, prices),
+                                         encoding="utf-8")
     return report.to_text(rows)
 
 

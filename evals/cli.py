@@ -57,6 +57,10 @@ flags.DEFINE_string("grader_base_url", None, "Grader endpoint (default: --base_u
 flags.DEFINE_string("grader_api_key", None, "Grader API key (default: --api_key).")
 flags.DEFINE_string("grader_model", None, "Grader model name; required by simpleqa and healthbench.")
 flags.DEFINE_enum("grader_reasoning_effort", "low", ["low", "medium", "high"], "Reasoning effort of the grader.")
+# user simulator (Tau-Bench)
+flags.DEFINE_string("user_model", None, "Model playing the user in agentic tasks (Tau-Bench).")
+flags.DEFINE_string("user_base_url", None, "Endpoint of the user model (default: --base_url).")
+flags.DEFINE_string("user_api_key", None, "API key of the user model's endpoint (default: --api_key).")
 flags.DEFINE_integer("grade_workers", 4, "Samples graded in parallel (code runs, grader calls).")
 flags.DEFINE_float("code_timeout_s", 10.0, "Wall-clock limit for running one code sample's tests.")
 # tools (evals/tooluse.py)
@@ -151,7 +155,8 @@ def list_tasks() -> str:
 
 
 def build(file_cfg: dict):
-    """Flags + sweep file -> (SweepConfig, BackendConfig, grader BackendConfig | None, Prices, name)."""
+    """Flags + sweep file -> (SweepConfig, BackendConfig, grader BackendConfig | None, Prices, name,
+    user-simulator BackendConfig | None)."""
     from evals.backends.base import BackendConfig, Sampling  # noqa: PLC0415
     from evals.config import sampling_grid  # noqa: PLC0415
     from evals.report import Prices  # noqa: PLC0415
@@ -199,13 +204,19 @@ def build(file_cfg: dict):
             backend, kind=_pick("grader_backend", g.get("kind")), model=grader_model,
             base_url=_pick("grader_base_url", g.get("base_url")) or backend.base_url,
             api_key=FLAGS.grader_api_key or g.get("api_key") or backend.api_key, reasoning_effort_param="reasoning_effort")
+    user = None
+    if FLAGS.user_model:
+        user = dataclasses.replace(backend, kind="endpoint", model=FLAGS.user_model,
+                                   base_url=FLAGS.user_base_url or backend.base_url,
+                                   api_key=FLAGS.user_api_key or backend.api_key,
+                                   reasoning_effort_param="reasoning_effort", extra={})
     p = dict(file_cfg.get("prices") or {})
     prices = Prices(prompt=_pick("price_prompt", p.get("prompt")), completion=_pick("price_completion",
                                                                                      p.get("completion")),
                     cached=_pick("price_cached", p.get("cached")),
                     device_hour=_pick("device_hourly_rate", p.get("device_hour")))
     name = file_cfg.get("name") or (Path(FLAGS.config).stem if FLAGS.config else "sweep")
-    return sweep, backend, grader, prices, name
+    return sweep, backend, grader, prices, name, user
 
 
 def _replica():
@@ -266,7 +277,7 @@ def run(argv=None) -> int:
         return 0
     try:
         file_cfg = load_file(FLAGS.config) if FLAGS.config else {}
-        sweep, bcfg, gcfg, prices, name = build(file_cfg)
+        sweep, bcfg, gcfg, prices, name, ucfg = build(file_cfg)
         model_identity = model_identity_of(bcfg)
         out_dir = Path(FLAGS.output_dir) if FLAGS.output_dir else default_output_dir(name, {
             **model_identity, "sampling": [sp.to_dict() for sp in sweep.sampling], "seed": sweep.seed,
@@ -283,7 +294,8 @@ def run(argv=None) -> int:
                                  "another --output_dir")
             backend = make_backend(bcfg)
             grader = make_backend(gcfg) if gcfg else None
-            ctx = GradeContext(grader_backend=grader, code_timeout_s=FLAGS.code_timeout_s,
+            user = make_backend(ucfg) if ucfg else None
+            ctx = GradeContext(grader_backend=grader, user_backend=user, code_timeout_s=FLAGS.code_timeout_s,
                                grader_reasoning_effort=FLAGS.grader_reasoning_effort)
             cache_dir = Path(FLAGS.cache_dir) if FLAGS.cache_dir else default_cache_dir()
             info = _replica()
@@ -299,8 +311,9 @@ def run(argv=None) -> int:
                                     check_plan=_check_replica_plan(info) if info is not None else None)
             finally:
                 backend.close()
-                if grader is not None:
-                    grader.close()
+                for other in (grader, user):
+                    if other is not None:
+                        other.close()
             print(summarize_outcome(outcome), file=sys.stderr)
             failed = outcome.failed
             if info is not None:  # every replica's records reach process 0, which writes the one report

@@ -10,10 +10,11 @@ from evals.data.sources import DatasetUnavailable, load_rows, load_rows_traced
 from evals.spec import Sample, TaskSpec
 from evals.tasks import classification, coding, factuality, function_calling, health, instruction_following, maths
 from evals.tasks import multiple_choice
+from evals.agentic import swebench, taubench
 
 TASKS: dict[str, TaskSpec] = {}
 for _module in (coding, multiple_choice, classification, factuality, maths, instruction_following, health,
-                function_calling):
+                function_calling, taubench, swebench):
     for _spec in _module.TASKS:
         if _spec.name in TASKS:
             raise RuntimeError(f"duplicate task name {_spec.name!r}")
@@ -41,7 +42,14 @@ def check_requirements(spec: TaskSpec) -> None:
             if module == "bfcl_eval":
                 from evals.graders.bfcl import INSTALL  # noqa: PLC0415
                 raise DatasetUnavailable(f"task {spec.name!r}: {INSTALL}")
+            if module == "tau2":
+                raise DatasetUnavailable(f"task {spec.name!r}: {taubench.INSTALL}")
             raise DatasetUnavailable(f"task {spec.name!r} needs the {module} package")
+    if spec.runner == "swebench":
+        try:
+            swebench.preflight()
+        except swebench.SwebenchUnavailable as e:
+            raise DatasetUnavailable(f"task {spec.name!r}: {e}") from None
 
 
 @dataclasses.dataclass(frozen=True)

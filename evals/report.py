@@ -99,8 +99,26 @@ def summarize(records: Mapping[str, Mapping[str, Any]] | Sequence[Mapping[str, A
             "prompt_tokens": usage["prompt_tokens"], "completion_tokens": usage["completion_tokens"],
             "cached_tokens": usage["cached_tokens"],
             "mean_completion_tokens": (usage["completion_tokens"] / len(rs)) if rs else 0.0,
+            "pass_hat_k": pass_hat_k(by_q) if first["category"] == "Agentic" else {},
         })
     return rows
+
+
+def pass_hat_k(scores_by_question: Mapping[str, Sequence[float]]) -> dict[int, float]:
+    """Tau-Bench's pass^k for k = 1..(fewest runs of a question): the chance that k runs of a task all succeed,
+    estimated per task without bias as C(c, k) / C(n, k) (c successes in n runs), averaged over tasks."""
+    groups = [g for g in scores_by_question.values() if g]
+    if not groups:
+        return {}
+    out = {}
+    for k in range(1, min(len(g) for g in groups) + 1):
+        out[k] = sum(math.comb(sum(1 for s in g if s >= 1), k) / math.comb(len(g), k) for g in groups) / len(groups)
+    return out
+
+
+def pass_hat_lines(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [f"{fmt_benchmark(r)} ({r['reasoning_effort']}): " + ", ".join(
+        f"pass^{k} {100 * v:.1f}%" for k, v in r["pass_hat_k"].items()) for r in rows if r.get("pass_hat_k")]
 
 
 def fmt_duration(s: float) -> str:
@@ -165,7 +183,8 @@ def to_text(rows: Sequence[Mapping[str, Any]]) -> str:
     line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.ljust(w) for c, w in zip(b, widths)) for b in body]
-    return "\n".join(out)
+    extra = pass_hat_lines(rows)
+    return "\n".join(out + ([""] + extra if extra else []))
 
 
 def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -173,7 +192,8 @@ def to_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
     esc = [[c.replace("|", "\\|") for c in b] for b in body]
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(b) + " |" for b in esc]
-    return "\n".join(out) + f"\n\n{FOOTNOTE}\n"
+    extra = "".join(f"- {line}\n" for line in pass_hat_lines(rows))
+    return "\n".join(out) + f"\n\n{FOOTNOTE}\n" + (f"\npass^k (agentic tasks):\n{extra}" if extra else "")
 
 
 def to_json(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:

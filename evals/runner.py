@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from evals import records as rec_io
+from evals.agentic.episodes import complete_episodes, episode_workers
 from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
 from evals.graders import GradeContext, grade
 from evals.prompts import build_messages
@@ -117,7 +118,9 @@ class WorkItem:
         return Request(id=self.key, messages=self.messages, tools=self.sample.tools, reasoning_effort=self.effort,
                        sampling=self.sampling, timeout_s=timeout_s, builtin_tools=self.tools,
                        tool_config=self.tool_config,
-                       metadata={"task": self.spec.name, "sample_id": self.sample.id})
+                       metadata={"task": self.spec.name, "sample_id": self.sample.id,
+                                 **({"runner": self.spec.runner, "domain": self.sample.meta.get("domain"),
+                                     "task": self.sample.meta.get("task")} if self.spec.runner else {})})
 
 
 def work_key(task: str, effort: str, sampling: Sampling, sample_id: str, repeat: int,
@@ -302,6 +305,9 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
         if get_task(name).grader in ("simpleqa", "rubric") and grade_ctx.grader_backend is None:
             raise SweepError(f"task {name!r} is graded by a grader model: pass --grader_model (with "
                              "--grader_base_url for an endpoint) or --grader_backend=local")
+        if get_task(name).runner == "taubench" and grade_ctx.user_backend is None:
+            raise SweepError(f"task {name!r} needs a user simulator: pass --user_model (with --user_base_url "
+                             "for another endpoint than --base_url)")
     items = plan(config, loaded)
     path = records_path or rec_io.records_path(out_dir, config.replica_index, config.replica_count)
     existing = rec_io.load_records(rec_io.record_files(out_dir))
@@ -325,7 +331,14 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
     stop = threading.Event()
 
     def produce() -> None:
-        gen = backend.complete_many(it.request(config.timeout_s) for it in todo)
+        episodes = [it.request(config.timeout_s) for it in todo if it.spec.runner]
+        plain = (it.request(config.timeout_s) for it in todo if not it.spec.runner)
+
+        def both():  # agentic tasks first (evals/agentic/), then the plain requests
+            if episodes:
+                yield from complete_episodes(backend, grade_ctx.user_backend, episodes, episode_workers(backend))
+            yield from backend.complete_many(plain)
+        gen = both()
         try:
             with ThreadPoolExecutor(max_workers=grade_workers, thread_name_prefix="grade") as pool:
                 for rid, result in gen:

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 from evals.data.sources import Source
 
 CATEGORIES = ("Coding", "General Knowledge", "Email Classification", "Reasoning", "Hallucinations", "Mathematics",
-              "Instruction Following", "Ethics", "Health", "Function Calling")
+              "Instruction Following", "Ethics", "Health", "Function Calling", "Agentic")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,6 +10,8 @@ from evals.graders.ifeval import grade_ifeval
 from evals.graders.maths import grade_integer, grade_math
 from evals.graders.model_graded import grade_rubric, grade_simpleqa
 from evals.spec import Sample, TaskSpec
+from evals.agentic.swebench import grade_swebench
+from evals.agentic.taubench import grade_taubench
 
 GRADERS: dict[str, Grader] = {
     "mc": grade_mc,
@@ -21,6 +23,8 @@ GRADERS: dict[str, Grader] = {
     "bfcl_ast": grade_bfcl,
     "simpleqa": grade_simpleqa,
     "rubric": grade_rubric,
+    "taubench": grade_taubench,
+    "swebench": grade_swebench,
 }
 
 #: graders that call a grader model

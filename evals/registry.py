@@ -9,12 +9,12 @@ from pathlib import Path
 from evals.data.sources import DatasetUnavailable, load_rows, load_rows_traced
 from evals.spec import Sample, TaskSpec
 from evals.tasks import classification, coding, factuality, function_calling, health, instruction_following, maths
-from evals.tasks import multiple_choice
+from evals.tasks import hle, multiple_choice
 from evals.agentic import swebench, taubench
 
 TASKS: dict[str, TaskSpec] = {}
 for _module in (coding, multiple_choice, classification, factuality, maths, instruction_following, health,
-                function_calling, taubench, swebench):
+                function_calling, hle, taubench, swebench):
     for _spec in _module.TASKS:
         if _spec.name in TASKS:
             raise RuntimeError(f"duplicate task name {_spec.name!r}")

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 from evals import records as rec_io
 from evals.agentic.episodes import complete_episodes, episode_workers
 from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
-from evals.graders import GradeContext, grade
+from evals.graders import MODEL_GRADED, GradeContext, grade
 from evals.prompts import build_messages
 from evals.registry import LoadedTask, get_task, load_task
 from evals.run_folder import FolderLock, check_identity, short_hash
@@ -302,7 +302,7 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
         check_identity(out_dir, identity, has_records=bool(rec_io.record_files(out_dir)))
     run_id = short_hash({k: v for k, v in identity.items() if k != "tasks"})
     for name in config.tasks:
-        if get_task(name).grader in ("simpleqa", "rubric") and grade_ctx.grader_backend is None:
+        if get_task(name).grader in MODEL_GRADED and grade_ctx.grader_backend is None:
             raise SweepError(f"task {name!r} is graded by a grader model: pass --grader_model (with "
                              "--grader_base_url for an endpoint) or --grader_backend=local")
         if get_task(name).runner == "taubench" and grade_ctx.user_backend is None:

@@ -8,7 +8,7 @@ from evals.graders.choice import grade_label, grade_mc
 from evals.graders.code import grade_humaneval
 from evals.graders.ifeval import grade_ifeval
 from evals.graders.maths import grade_integer, grade_math
-from evals.graders.model_graded import grade_rubric, grade_simpleqa
+from evals.graders.model_graded import grade_hle, grade_rubric, grade_simpleqa
 from evals.spec import Sample, TaskSpec
 from evals.agentic.swebench import grade_swebench
 from evals.agentic.taubench import grade_taubench
@@ -23,12 +23,13 @@ GRADERS: dict[str, Grader] = {
     "bfcl_ast": grade_bfcl,
     "simpleqa": grade_simpleqa,
     "rubric": grade_rubric,
+    "hle_judge": grade_hle,
     "taubench": grade_taubench,
     "swebench": grade_swebench,
 }
 
 #: graders that call a grader model
-MODEL_GRADED = ("simpleqa", "rubric")
+MODEL_GRADED = ("simpleqa", "rubric", "hle_judge")
 
 __all__ = ["GRADERS", "MODEL_GRADED", "Grade", "GradeContext", "grade"]
 

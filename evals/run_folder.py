@@ -163,6 +163,6 @@ def check_identity(out_dir: Path, identity: Mapping[str, Any], *, has_records: b
         merged = {**old, "tasks": {**(old.get("tasks") or {}), **(identity.get("tasks") or {})}}
     else:
         merged = dict(identity)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_suffix(f".json.{os.getpid()}.tmp")  # replicas' leaders may write at once
     tmp.write_text(json.dumps(merged, indent=2, sort_keys=True), encoding="utf-8")
     os.replace(tmp, path)

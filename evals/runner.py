@@ -26,11 +26,11 @@ from typing import Any, Mapping, Sequence
 
 from evals import records as rec_io
 from evals.agentic.episodes import complete_episodes, episode_workers
-from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
+from evals.backends.base import REASONING_EFFORTS, Backend, BackendConfig, Request, Result, Sampling
 from evals.graders import MODEL_GRADED, GradeContext, grade
 from evals.prompts import build_messages
 from evals.registry import LoadedTask, get_task, load_task
-from evals.run_folder import FolderLock, check_identity, short_hash
+from evals.run_folder import FolderLock, check_identity, model_identity, short_hash
 from evals.spec import Sample, TaskSpec
 from evals.tooluse import ToolConfig, ToolSetupError, check_tools
 
@@ -288,9 +288,17 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
         return _run_locked(config, backend, out_dir, cache_dir=cache_dir, offline=offline, grade_ctx=grade_ctx,
                            rerun_failed=rerun_failed, grade_workers=grade_workers, progress=progress, log=log,
                            records_path=records_path, check_plan=check_plan, guard=guard,
-                           model_identity=model_identity if model_identity is not None else backend.describe())
+                           model_identity=model_identity if model_identity is not None else _identity_of(backend))
     finally:
         lock.release()
+
+
+def _identity_of(backend: Backend) -> Mapping[str, Any]:
+    """A backend built from a BackendConfig is identified by it (no model load); others describe themselves."""
+    config = getattr(backend, "config", None)
+    if isinstance(config, BackendConfig):
+        return model_identity(config)
+    return backend.describe()
 
 
 def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir, offline, grade_ctx, rerun_failed,

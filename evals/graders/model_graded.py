@@ -88,19 +88,28 @@ def parse_simpleqa_verdict(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def grade_simpleqa(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
+def _judge(ctx: GradeContext, prompt: str, sample: Sample, parse, expected: str):
+    """One grader call: (its reading, grader usage), or (a failed Grade, usage) when the grader failed or gave no
+    reading (``expected`` names what was missing)."""
     usage: dict[str, int] = {}
+    try:
+        [res] = _ask(ctx, [prompt], f"grade:{sample.id}", usage)
+    except GraderModelError as e:
+        return Grade.failed(str(e)), usage
+    reading = parse(res.content)
+    if reading is None:
+        g = Grade.failed(f"grader model gave no {expected}: {res.content[:200]!r}")
+        g.grader_usage = usage
+        return g, usage
+    return reading, usage
+
+
+def grade_simpleqa(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
     prompt = SIMPLEQA_TEMPLATE.format(question=sample.fields["question"], target=sample.target,
                                       predicted=(result.content or "").strip())
-    try:
-        [verdict_res] = _ask(ctx, [prompt], f"grade:{sample.id}", usage)
-    except GraderModelError as e:
-        return Grade.failed(str(e))
-    verdict = parse_simpleqa_verdict(verdict_res.content)
-    if verdict is None:
-        g = Grade.failed(f"grader model gave no A/B/C verdict: {verdict_res.content[:200]!r}")
-        g.grader_usage = usage
-        return g
+    verdict, usage = _judge(ctx, prompt, sample, parse_simpleqa_verdict, "A/B/C verdict")
+    if isinstance(verdict, Grade):
+        return verdict
     name = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}[verdict]
     return Grade(score=float(verdict == "A"), parsed=(result.content or "").strip(),
                  details={"verdict": name}, grader_usage=usage)
@@ -140,19 +149,11 @@ def parse_hle_judgement(text: str) -> dict[str, str] | None:
 
 
 def grade_hle(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
-    usage: dict[str, int] = {}
-    question = sample.fields["question"]
-    prompt = HLE_JUDGE_TEMPLATE.format(question=question, response=(result.content or "").strip(),
+    prompt = HLE_JUDGE_TEMPLATE.format(question=sample.fields["question"], response=(result.content or "").strip(),
                                        correct_answer=sample.target)
-    try:
-        [judged] = _ask(ctx, [prompt], f"grade:{sample.id}", usage)
-    except GraderModelError as e:
-        return Grade.failed(str(e))
-    fields = parse_hle_judgement(judged.content)
-    if fields is None:
-        g = Grade.failed(f"judge model gave no 'correct: yes|no' line: {judged.content[:200]!r}")
-        g.grader_usage = usage
-        return g
+    fields, usage = _judge(ctx, prompt, sample, parse_hle_judgement, "'correct: yes|no' line")
+    if isinstance(fields, Grade):
+        return fields
     return Grade(score=float(fields["correct"] == "yes"), parsed=fields.get("extracted_final_answer"),
                  details=fields, grader_usage=usage)
 

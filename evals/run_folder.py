@@ -120,6 +120,25 @@ def model_identity(backend_cfg) -> dict[str, Any]:
     return ident
 
 
+def run_identity(config, model: Mapping[str, Any], loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """What a sweep's records measure: the model's identity, the sweep's sampling, seed and tools (a
+    runner.SweepConfig), and each loaded task's version and data hash."""
+    return {**dict(model), "sampling": [sp.to_dict() for sp in config.sampling], "seed": config.seed,
+            "tools": [list(t) for t in config.tools],
+            "tool_config": config.tool_config.describe() if any(config.tools) else None,
+            "tasks": {name: lt.identity() for name, lt in loaded.items()}}
+
+
+def identity_of(backend) -> Mapping[str, Any]:
+    """A backend built from a BackendConfig is identified by it (no model load); others describe themselves."""
+    from evals.backends.base import BackendConfig  # noqa: PLC0415
+
+    config = getattr(backend, "config", None)
+    if isinstance(config, BackendConfig):
+        return model_identity(config)
+    return backend.describe()
+
+
 def short_hash(obj: Any, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 

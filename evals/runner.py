@@ -26,11 +26,11 @@ from typing import Any, Mapping, Sequence
 
 from evals import records as rec_io
 from evals.agentic.episodes import complete_episodes, episode_workers
-from evals.backends.base import REASONING_EFFORTS, Backend, BackendConfig, Request, Result, Sampling
+from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
 from evals.graders import MODEL_GRADED, GradeContext, grade
 from evals.prompts import build_messages
 from evals.registry import LoadedTask, get_task, load_task
-from evals.run_folder import FolderLock, check_identity, model_identity, short_hash
+from evals.run_folder import FolderLock, check_identity, identity_of, run_identity, short_hash
 from evals.spec import Sample, TaskSpec
 from evals.tooluse import ToolConfig, ToolSetupError, check_tools
 
@@ -259,14 +259,6 @@ def _progress(total: int, enabled: bool):
                 smoothing=0.05)
 
 
-def run_identity(config: SweepConfig, model: Mapping[str, Any], loaded: Mapping[str, LoadedTask]) -> dict[str, Any]:
-    """What a run's records measure (evals/run_folder.py compares it with the folder's on resume)."""
-    return {**dict(model), "sampling": [sp.to_dict() for sp in config.sampling], "seed": config.seed,
-            "tools": [list(t) for t in config.tools],
-            "tool_config": config.tool_config.describe() if any(config.tools) else None,
-            "tasks": {name: lt.identity() for name, lt in loaded.items()}}
-
-
 def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir: Path, offline: bool = False,
               grade_ctx: GradeContext | None = None, rerun_failed: bool = True, grade_workers: int = 4,
               progress: bool = True, log=print, records_path: Path | None = None,
@@ -288,17 +280,9 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
         return _run_locked(config, backend, out_dir, cache_dir=cache_dir, offline=offline, grade_ctx=grade_ctx,
                            rerun_failed=rerun_failed, grade_workers=grade_workers, progress=progress, log=log,
                            records_path=records_path, check_plan=check_plan, guard=guard,
-                           model_identity=model_identity if model_identity is not None else _identity_of(backend))
+                           model_identity=model_identity if model_identity is not None else identity_of(backend))
     finally:
         lock.release()
-
-
-def _identity_of(backend: Backend) -> Mapping[str, Any]:
-    """A backend built from a BackendConfig is identified by it (no model load); others describe themselves."""
-    config = getattr(backend, "config", None)
-    if isinstance(config, BackendConfig):
-        return model_identity(config)
-    return backend.describe()
 
 
 def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir, offline, grade_ctx, rerun_failed,

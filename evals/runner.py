@@ -1,7 +1,7 @@
 """Sweeps: tasks x reasoning efforts x sampling points x repeats, resumable, split across replicas.
 
-Every work item has a key ``task|effort|sampling[+tools=...]|sample_id|repeat``. Before running, the records already in the
-output directory are read and every key with a finished record (status ``ok``; ``failed`` too unless
+Every work item has a key ``task|effort|sampling[+tools=...]|sample_id|repeat``. Before running, the records
+already in the output directory are read and every key with a finished record (status ``ok``; ``failed`` too unless
 ``rerun_failed``) is skipped, so rerunning the same command after a crash (even ``kill -9``) neither repeats nor
 loses a finished sample. With ``replica_count`` N > 1, replica i runs the keys whose sha256 is i mod N and writes its
 own records file; the report merges all files in the directory.
@@ -120,7 +120,7 @@ class WorkItem:
                        tool_config=self.tool_config,
                        metadata={"task": self.spec.name, "sample_id": self.sample.id,
                                  **({"runner": self.spec.runner, "domain": self.sample.meta.get("domain"),
-                                     "task": self.sample.meta.get("task")} if self.spec.runner else {})})
+                                     "episode": self.sample.meta.get("task")} if self.spec.runner else {})})
 
 
 def work_key(task: str, effort: str, sampling: Sampling, sample_id: str, repeat: int,

@@ -104,7 +104,7 @@ def run_episode(agent: Backend, user: Backend | None, req: Request, limits: Epis
 
     if user is None:
         return Result.failure("Tau-Bench needs a user simulator: pass --user_model (and --user_base_url)")
-    domain, task = req.metadata["domain"], req.metadata["task"]
+    domain, task = req.metadata["domain"], req.metadata["episode"]
     env = _tau2(domain).get_environment()
     tools = tuple(t.openai_schema for t in env.get_tools())
     agent_msgs: list[dict[str, Any]] = [{"role": "system", "content": AGENT_SYSTEM.format(policy=env.get_policy())},

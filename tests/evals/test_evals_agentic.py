@@ -100,3 +100,43 @@ def test_swebench_refuses_clearly_without_its_harness_or_docker(tmp_path, monkey
     monkeypatch.setattr(swebench.shutil, "which", lambda name: "/bin/false")  # a docker whose daemon is not there
     with pytest.raises(swebench.SwebenchUnavailable, match="needs a running Docker daemon"):
         swebench.preflight()
+
+
+FAKE_HARNESS = '''
+import argparse, json, pathlib
+p = argparse.ArgumentParser()
+for a in ("--dataset_name", "--predictions_path", "--max_workers", "--run_id"):
+    p.add_argument(a)
+p.add_argument("--instance_ids", nargs="+")
+args = p.parse_args()
+pred = json.loads(pathlib.Path(args.predictions_path).read_text())
+iid = pred["instance_id"]
+assert args.instance_ids == [iid] and args.dataset_name == "princeton-nlp/SWE-bench_Verified"
+out = pathlib.Path("logs/run_evaluation") / args.run_id / pred["model_name_or_path"] / iid
+out.mkdir(parents=True)
+ok = "+    return fixed" in pred["model_patch"]
+(out / "report.json").write_text(json.dumps({iid: {"resolved": ok, "tests_status": {"FAIL_TO_PASS": {}}}}))
+'''
+
+
+@pytest.mark.parametrize("fixed", [True, False])
+def test_swebench_grade_reads_the_harness_report(tmp_path, monkeypatch, fixed):
+    """The harness contract (arguments, predictions file, report location and format), with a stand-in harness:
+    Docker is not available to the test suite."""
+    from evals.agentic import swebench
+    from evals.backends.base import Result
+    from evals.graders.base import GradeContext as Ctx
+    pkg = tmp_path / "fake" / "swebench" / "harness"
+    pkg.mkdir(parents=True)
+    (pkg.parent / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "run_evaluation.py").write_text(FAKE_HARNESS)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "fake"))
+    monkeypatch.setattr(swebench, "preflight", lambda: None)
+    body = "+    return fixed" if fixed else "+    return None"
+    answer = f"The fix:\n\n```diff\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-    return bug\n{body}\n```"
+    sample = swebench.parse({"main": [{"instance_id": "astropy__astropy-12907", "repo": "astropy/astropy",
+                                       "base_commit": "abc", "problem_statement": "It breaks."}]})[0]
+    g = swebench.grade_swebench(swebench.SWEBENCH_VERIFIED, sample, Result(content=answer), Ctx())
+    assert g.error is None and g.score == float(fixed) and g.details["resolved"] is fixed
+    assert swebench.grade_swebench(swebench.SWEBENCH_VERIFIED, sample, Result(content="no patch"), Ctx()).score == 0

@@ -281,9 +281,10 @@ def run(argv=None) -> int:
         model_identity = model_identity_of(bcfg)
         out_dir = Path(FLAGS.output_dir) if FLAGS.output_dir else default_output_dir(name, {
             **model_identity, "sampling": [sp.to_dict() for sp in sweep.sampling], "seed": sweep.seed,
-            "tools": [list(t) for t in sweep.tools]})
+            "tools": sorted(list(t) for t in sweep.tools)})
         quiet_logs(FLAGS.verbose)
         meta = {"name": name, "backend": bcfg.describe(), "efforts": list(sweep.efforts),
+                "tools": ["+".join(t) or "none" for t in sweep.tools], "output_dir": str(out_dir),
                 "tasks": list(sweep.tasks), "prices_per_million": [prices.prompt, prices.completion, prices.cached],
                 "device_hourly_rate": prices.device_hour, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         failed = 0

@@ -76,9 +76,10 @@ def accuracy_vs_effort(rows: Sequence[Mapping[str, Any]]) -> str:
              for e, x in xs.items()]
     for i, (name, rs) in enumerate(sorted(series.items())):
         c = PALETTE[i % 10]
+        dx = (i - (len(series) - 1) / 2) * 7  # series side by side, so equal scores do not hide each other
         pts = sorted((r for r in rs if r["reasoning_effort"] in xs),
                      key=lambda r: REASONING_EFFORTS.index(r["reasoning_effort"]))
-        coords = [(xs[r["reasoning_effort"]], _y(r["accuracy"]), r) for r in pts]
+        coords = [(xs[r["reasoning_effort"]] + dx, _y(r["accuracy"]), r) for r in pts]
         if len(coords) > 1:
             body.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="'
                         + " ".join(f"{x:.1f},{y:.1f}" for x, y, _ in coords) + '"/>')

@@ -124,7 +124,7 @@ def run_identity(config, model: Mapping[str, Any], loaded: Mapping[str, Any]) ->
     """What a sweep's records measure: the model's identity, the sweep's sampling, seed and tools (a
     runner.SweepConfig), and each loaded task's version and data hash."""
     return {**dict(model), "sampling": [sp.to_dict() for sp in config.sampling], "seed": config.seed,
-            "tools": [list(t) for t in config.tools],
+            "tools": sorted(list(t) for t in config.tools),  # a set of tool sets: order is not identity
             "tool_config": config.tool_config.describe() if any(config.tools) else None,
             "tasks": {name: lt.identity() for name, lt in loaded.items()}}
 

@@ -136,7 +136,8 @@ def identity_of(backend) -> Mapping[str, Any]:
     config = getattr(backend, "config", None)
     if isinstance(config, BackendConfig):
         return model_identity(config)
-    return backend.describe()
+    described = dict(backend.describe())
+    return {"backend": described.pop("kind", type(backend).__name__), **described}
 
 
 def short_hash(obj: Any, n: int = 8) -> str:
@@ -160,8 +161,11 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def check_identity(out_dir: Path, identity: Mapping[str, Any], *, has_records: bool) -> None:
-    """Refuse a resume whose identity differs from the folder's; record the identity (merging new tasks)."""
+def check_identity(out_dir: Path, identity: Mapping[str, Any], *, has_records: bool,
+                   recorded_backend: Mapping[str, Any] | None = None) -> None:
+    """Refuse a resume whose identity differs from the folder's; record the identity (merging new tasks).
+    A folder written before run.json existed is adopted when its records' backend (``recorded_backend``: kind,
+    model, base URL) is this run's, and refused naming the difference otherwise."""
     path = Path(out_dir) / IDENTITY_FILE
     identity = json.loads(json.dumps(identity, default=str))  # as it reads back (tuples are lists)
     old = None
@@ -172,8 +176,16 @@ def check_identity(out_dir: Path, identity: Mapping[str, Any], *, has_records: b
             raise FolderError(f"{path} is unreadable ({e}); it records which run this folder holds: restore it or "
                               "choose another --output_dir") from None
     elif has_records:
-        raise FolderError(f"{out_dir} holds records but no {IDENTITY_FILE} (written by an older version, or "
-                          "removed): nothing says which model they measure; choose another --output_dir")
+        rec = dict(recorded_backend or {})
+        seen = {"backend": rec.get("kind"), "model": rec.get("model")}
+        if identity.get("backend") == "endpoint":
+            seen["base_url"] = rec.get("base_url")
+        diff = [f"{k}: folder's records have {v!r}, this run has {identity.get(k)!r}" for k, v in seen.items()
+                if v != identity.get(k)]
+        if diff:
+            raise FolderError(f"{out_dir} holds the records of another run (it has no {IDENTITY_FILE}: written "
+                              "by an older version); resuming there would mix them:\n  - " + "\n  - ".join(diff)
+                              + "\n  choose another --output_dir")
     if old is not None:
         diff = differences(old, identity)
         if diff:

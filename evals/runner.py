@@ -290,8 +290,10 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
     grade_ctx = grade_ctx or GradeContext()
     loaded = {name: load_task(get_task(name), cache_dir=cache_dir, offline=offline) for name in config.tasks}
     identity = run_identity(config, model_identity, loaded)
+    existing = rec_io.load_records(rec_io.record_files(out_dir))
     if guard:
-        check_identity(out_dir, identity, has_records=bool(rec_io.record_files(out_dir)))
+        check_identity(out_dir, identity, has_records=bool(existing),
+                       recorded_backend=next((r.get("backend") for r in existing.values()), None))
     run_id = short_hash({k: v for k, v in identity.items() if k != "tasks"})
     for name in config.tasks:
         if get_task(name).grader in MODEL_GRADED and grade_ctx.grader_backend is None:
@@ -302,7 +304,6 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
                              "for another endpoint than --base_url)")
     items = plan(config, loaded)
     path = records_path or rec_io.records_path(out_dir, config.replica_index, config.replica_count)
-    existing = rec_io.load_records(rec_io.record_files(out_dir))
     done = {k for k, r in existing.items() if r.get("status") == "ok" or (r.get("status") == "failed" and
                                                                            not rerun_failed)}
     todo = [it for it in items if it.key not in done]

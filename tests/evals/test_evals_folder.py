@@ -97,6 +97,19 @@ def test_resume_with_another_model_or_backend_refuses_naming_the_difference(cach
     assert len(load_records(record_files(tmp_path))) == 3  # nothing was added by the refused runs
 
 
+def test_a_folder_from_before_run_json_is_adopted_only_by_its_own_backend(cache_dir, tmp_path):
+    from evals.backends.scripted import ScriptedBackend as SB
+
+    def sweep(name):
+        return run_sweep(SweepConfig(tasks=("mmlu",), efforts=("low",)), SB(lambda r: "Answer: A", name=name),
+                         tmp_path, cache_dir=cache_dir, offline=True, progress=False, log=lambda m: None)
+    assert sweep("m1").ran == 3
+    (tmp_path / "run.json").unlink()  # as an older version left it
+    with pytest.raises(FolderError, match="no run.json.*\n  - model: folder's records have 'm1', this run has 'm2'"):
+        sweep("m2")
+    assert sweep("m1").ran == 0 and (tmp_path / "run.json").exists()  # adopted: identity recorded from now on
+
+
 def test_resume_with_changed_task_data_refuses(cache_dir, tmp_path):
     ident = {"backend": "scripted", "model": "m"}
     _sweep(tmp_path, cache_dir, ident)

@@ -317,8 +317,8 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
         return outcome
     by_key = {it.key: it for it in todo}
     backend_info = backend.describe()
-    provenance = {name: {**lt.provenance.get("main", {}), "task_version": lt.spec.version()}
-                  for name, lt in loaded.items()}
+    provenance = {name: {**lt.provenance.get("main", {}), "subset": lt.spec.benchmark, "rows": len(lt.samples),
+                         "task_version": lt.spec.version()} for name, lt in loaded.items()}
     replica = (config.replica_index, config.replica_count)
     results: "queue.Queue[tuple[str, Any]]" = queue.Queue()
     stop = threading.Event()

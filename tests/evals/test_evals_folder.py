@@ -134,7 +134,7 @@ def test_cli_endpoint_after_local_in_one_folder_refuses(cache_dir, tmp_path):
 
 
 def test_default_folder_differs_per_model_and_backend():
-    from evals.cli import default_output_dir
+    from evals.run_folder import default_output_dir
     a = default_output_dir("sweep", {"backend": "endpoint", "model": "m1", "base_url": "u"})
     b = default_output_dir("sweep", {"backend": "endpoint", "model": "m2", "base_url": "u"})
     c = default_output_dir("sweep", {"backend": "local", "model": "m1"})

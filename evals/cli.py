@@ -23,11 +23,13 @@ from pathlib import Path
 
 from absl import app, flags
 
+from gptoss_jax.harmony.constants import REASONING_EFFORTS
+
 FLAGS = flags.FLAGS
 
 # what to run
 flags.DEFINE_list("tasks", [], "Comma-separated task names (see --list_tasks).")
-flags.DEFINE_list("reasoning_efforts", ["low", "medium", "high"], "Reasoning efforts to sweep: low, medium, high.")
+flags.DEFINE_list("reasoning_efforts", list(REASONING_EFFORTS), f"Reasoning efforts to sweep: {', '.join(REASONING_EFFORTS)}.")
 flags.DEFINE_integer("repeats", None, "Runs per question (default: each task's own, 8 for AIME and GPQA).")
 flags.DEFINE_integer("limit", None, "Only the first N questions of each task.")
 flags.DEFINE_string("config", None, "Sweep file (configs/evals/*.json|yaml); flags given explicitly override it.")
@@ -56,7 +58,7 @@ flags.DEFINE_enum("grader_backend", "endpoint", ["endpoint", "local"], "Backend 
 flags.DEFINE_string("grader_base_url", None, "Grader endpoint (default: --base_url).")
 flags.DEFINE_string("grader_api_key", None, "Grader API key (default: --api_key).")
 flags.DEFINE_string("grader_model", None, "Grader model name; required by simpleqa and healthbench.")
-flags.DEFINE_enum("grader_reasoning_effort", "low", ["low", "medium", "high"], "Reasoning effort of the grader.")
+flags.DEFINE_enum("grader_reasoning_effort", "low", list(REASONING_EFFORTS), "Reasoning effort of the grader.")
 # user simulator (Tau-Bench)
 flags.DEFINE_string("user_model", None, "Model playing the user in agentic tasks (Tau-Bench).")
 flags.DEFINE_string("user_base_url", None, "Endpoint of the user model (default: --base_url).")

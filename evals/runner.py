@@ -49,7 +49,7 @@ class TaskOverride:
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
     tasks: tuple[str, ...]
-    efforts: tuple[str, ...] = ("low", "medium", "high")
+    efforts: tuple[str, ...] = REASONING_EFFORTS
     repeats: int | None = None  # None: each task's default (8 for AIME and GPQA, as OpenAI runs them)
     sampling: tuple[Sampling, ...] = (Sampling(),)
     limit: int | None = None

@@ -41,7 +41,7 @@ import dataclasses
 import time
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-REASONING_EFFORTS = ("low", "medium", "high")
+from gptoss_jax.harmony.constants import REASONING_EFFORTS  # noqa: F401  (re-exported to the harness)
 
 
 class BackendFatalError(RuntimeError):

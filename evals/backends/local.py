@@ -5,8 +5,8 @@
 
 `--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
 arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the
-default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt), moe_impl (auto), synthetic_dir, seed
-(of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
+default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt),
+moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed (of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
 stay full while the harness records and grades finished samples.
 
 Tool-using requests (``Request.builtin_tools``) run harmony's tool loop on a thread each (local_tools.py); their
@@ -31,7 +31,7 @@ def create(config: BackendConfig) -> Backend:
 
 
 def _args(config: BackendConfig) -> dict:
-    known = {"mesh", "dtype", "moe_impl", "synthetic_dir", "replicas", *_INT_ARGS}
+    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "replicas", *_INT_ARGS}
     unknown = sorted(set(config.extra) - known)
     if unknown:
         raise BackendFatalError(f"--backend_arg {unknown} not understood by the local backend; expected some of "
@@ -46,16 +46,6 @@ def _args(config: BackendConfig) -> dict:
     return out
 
 
-def _mesh(args: dict):
-    """--backend_arg mesh over this process's devices, or, in a multi-process job, over its replica's devices."""
-    from gptoss_jax import distributed, sharding
-
-    if not distributed.is_initialized():
-        return args.get("mesh")
-    devices = distributed.replica_info(args.get("replicas", 1)).devices()
-    return sharding.make_mesh(args.get("mesh") or (1, len(devices), 1), devices)
-
-
 class LocalBackend(Backend):
     """Loads the model when the sweep first needs it (describe / complete_many), so a resumed sweep with nothing
     left to run, or one refused for bad flags, never waits for a load; the checkpoint's config is checked at once.
@@ -64,15 +54,14 @@ class LocalBackend(Backend):
 
     def __init__(self, config: BackendConfig):
         from gptoss_jax import distributed
-        from gptoss_jax.api import read_config
-        from gptoss_jax.config import PRESETS
+        from gptoss_jax.config import PRESETS, get_config
 
         self.args = _args(config)
         if not config.model:
             raise BackendFatalError("--backend=local needs --model: a checkpoint folder or a preset such as "
                                     f"{sorted(PRESETS)}")
         try:
-            self.cfg = PRESETS[config.model] if config.model in PRESETS else read_config(config.model)
+            self.cfg = get_config(config.model)
         except ValueError as e:  # no such folder, not a checkpoint, bad config.json
             raise BackendFatalError(f"local backend cannot start: {e}") from None
         self.default_max_tokens = self.args.get("max_tokens")
@@ -84,19 +73,17 @@ class LocalBackend(Backend):
     def _start(self) -> None:
         if self.engine is not None:
             return
-        import gptoss_jax
-        from gptoss_jax import kernels
-        from gptoss_jax.checkpoint import synthetic
-        from gptoss_jax.config import PRESETS
+        from gptoss_jax.api import build_model
         from gptoss_jax.engine import Engine
+        from gptoss_jax.kernels import Kernels
 
         args, config = self.args, self.config
         try:
-            kernels.set_impl(args.get("moe_impl", "auto"))
-            path = config.model
-            if config.model in PRESETS:
-                path = synthetic.cached_checkpoint(config.model, args.get("seed", 0), args.get("synthetic_dir"))
-            self.model = gptoss_jax.load(path, mesh=_mesh(args), dtype=args.get("dtype", "bfloat16"))
+            kernels = Kernels(**{field: args.get(arg, "auto") for field, arg in
+                                 (("moe", "moe_impl"), ("attention", "attention_impl"), ("dequant", "moe_dequant"))})
+            self.model = build_model(config.model, mesh=args.get("mesh"), dtype=args.get("dtype", "bfloat16"),
+                                     kernels=kernels, seed=args.get("seed", 0), replicas=args.get("replicas", 1),
+                                     synthetic_dir=args.get("synthetic_dir"))
             self.engine = Engine(self.model, num_slots=args.get("num_slots", 8),
                                  max_len=min(args.get("max_len", 8192), self.model.cfg.max_context),
                                  **{k: args[k] for k in ("decode_steps", "prefill_chunk") if k in args})

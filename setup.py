@@ -32,7 +32,8 @@ EXTRAS = {
     "tpu": ["jax[tpu]==0.11.2"],
     "evals": EVALS,
     # openai-harmony: the reference renderer/parser of the parity tests; jsonschema validates structured outputs
-    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", *EVALS],
+    # selenium drives Debian's headless chromium (`make browser`) in the report viewer's test
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", "selenium>=4.20", *EVALS],
 }
 
 setup(

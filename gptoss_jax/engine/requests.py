@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from gptoss_jax.api import InputError
+from gptoss_jax.errors import InputError
 
 class RequestError(InputError):
     """A request the engine cannot take; `field` names the offending field."""

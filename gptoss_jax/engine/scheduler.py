@@ -122,7 +122,7 @@ class Engine:
         self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None)
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
-        self.steps = steps_for(cfg, model.dtype, model.mesh, max_top_logprobs, max_len)
+        self.steps = steps_for(model, max_top_logprobs, max_len)
         # everything the steps take lives committed where the weights are, so the first call compiles the same
         # program as every later one (whose inputs are earlier outputs)
         if model.mesh is None:

@@ -41,6 +41,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from gptoss_jax.errors import InputError
+
 from . import tokenizer as tok
 from .chat import normalize_tool_choice, normalize_tools
 
@@ -49,7 +51,7 @@ BITMASK_WORDS = (VOCAB_SIZE + 31) // 32
 DEFAULT_MAX_ANALYSIS_TOKENS = 512
 
 
-class ConstraintError(ValueError):
+class ConstraintError(InputError):
     """A schema/grammar that cannot be compiled (the message names the problem), or a token the constraint
     does not allow."""
 

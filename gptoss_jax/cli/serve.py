@@ -34,11 +34,11 @@ DEFAULT_SLOTS = 8
 def build_engine(model, enc):
     from gptoss_jax.engine import Engine
     from gptoss_jax.engine.prefix_cache import PrefixCacheConfig
-    from gptoss_jax.harmony import tokenizer
+    from gptoss_jax.harmony import constants
 
     prefix = None
     if FLAGS.prefix_cache_entries:
-        boundary = (tokenizer.END,) if enc is not None else ()
+        boundary = (constants.END,) if enc is not None else ()
         prefix = PrefixCacheConfig(entries=FLAGS.prefix_cache_entries, boundary_token_ids=boundary)
     dp = model.data_parallel
     try:
@@ -62,7 +62,8 @@ def main(argv):
     eflags.setup_compilation_cache()
     model = common.load_model()
     engine = build_engine(model, enc)
-    name = FLAGS.served_model_name or (model.cfg.name if common.checkpoint_path() else FLAGS.model)
+    from gptoss_jax import api
+    name = FLAGS.served_model_name or (FLAGS.model if api.is_preset(common.model_source()) else model.cfg.name)
     opts = ServeOptions(model_name=name, host=FLAGS.host, port=FLAGS.port,
                         api_key=FLAGS.api_key, max_queue=FLAGS.max_queue, shutdown_grace_s=FLAGS.shutdown_grace_s)
     try:

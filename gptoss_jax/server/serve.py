@@ -31,8 +31,8 @@ class ServeOptions:
 
 def harmony_encoding(vocab_size: int):
     """The o200k_harmony tokenizer when the model uses its vocabulary, else None."""
-    from gptoss_jax.harmony import tokenizer
-    return tokenizer.get_encoding() if vocab_size == tokenizer.VOCAB_SIZE else None
+    from gptoss_jax.harmony import constants, tokenizer
+    return tokenizer.get_encoding() if vocab_size == constants.VOCAB_SIZE else None
 
 
 def make_context(engine: Engine, opts: ServeOptions, *, multiprocess: bool = False) -> Context:

@@ -11,7 +11,7 @@ from gptoss_jax.checkpoint import synthetic
 from gptoss_jax.config import PRESETS
 from gptoss_jax.engine import Engine
 from gptoss_jax.engine.prefix_cache import PrefixCacheConfig
-from gptoss_jax.harmony import tokenizer
+from gptoss_jax.harmony import constants, tokenizer
 from gptoss_jax.server.serve import ServeOptions, bind, make_context, uvicorn_server
 
 MODEL = "demo"
@@ -53,9 +53,9 @@ class Running:
         self.engine.close()
 
 
-def start(model, *, prefix_cache=True, max_queue=256, api_key=None, name=MODEL, boundary=tokenizer.END,
+def start(model, *, prefix_cache=True, max_queue=256, api_key=None, name=MODEL, boundary=constants.END,
           **kw) -> Running:
-    harmony = model.cfg.vocab_size == tokenizer.VOCAB_SIZE
+    harmony = model.cfg.vocab_size == constants.VOCAB_SIZE
     prefix = PrefixCacheConfig(entries=64, boundary_token_ids=(boundary,), min_tokens=4) if prefix_cache else None
     engine = Engine(model, detokenize=tokenizer.get_encoding().decode if harmony else None, prefix_cache=prefix,
                     **{**ENGINE_KW, **kw})

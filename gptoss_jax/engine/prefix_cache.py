@@ -127,7 +127,7 @@ class PrefixCache:
         slot = min(free, key=lambda s: (loses[s], not holds[s], self.slot_used[s]))
         if hit is not None and holds[slot]:
             hit.src = slot
-        return slot, hit, hit
+        return slot, hit
 
     def _lookup(self, arr: np.ndarray) -> Hit | None:
         limit = len(arr) - 1

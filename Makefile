@@ -6,7 +6,10 @@ VENV ?= .venv
 PIP := $(VENV)/bin/pip
 EXTRAS ?= test
 
-.PHONY: setup demo test clean
+TRITON_VENV ?= .venv-triton
+TRITON_VERSION ?= 3.9.0
+
+.PHONY: setup demo test clean triton-offline
 
 $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PY) -m venv $(VENV)
@@ -24,5 +27,14 @@ demo: setup
 test: setup
 	$(VENV)/bin/python -m pytest -q tests
 
+# Offline sm_90 compile of the GPU kernels (benchmarks/triton_offline.py), no GPU needed: a separate venv with a pip
+# Triton, whose wheel ships ptxas, cuobjdump and nvdisasm (about 0.3 GB; kept apart from .venv, which CI installs)
+$(TRITON_VENV)/.installed-$(TRITON_VERSION):
+	$(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q "triton==$(TRITON_VERSION)"
+	touch $@
+
+triton-offline: $(TRITON_VENV)/.installed-$(TRITON_VERSION)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info

@@ -88,13 +88,13 @@ class Case:
     tiles: str = ""
 
 
-def moe_cases(routes, kinds) -> list[Case]:
+def moe_cases(routes, kinds, overrides: dict | None = None) -> list[Case]:
     out = []
     for name, m, g, n, k, kind in SHAPES:
         if kind not in kinds:
             continue
         for route in routes:
-            tiles = moe_gpu.pick_tiles(m, n, k, g, route)
+            tiles = dataclasses.replace(moe_gpu.pick_tiles(m, n, k, g, route), **(overrides or {}))
             fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, tiles=tiles, interpret=False)
             args = (S((m, k), jnp.bfloat16), S((g, n, k // 32, 16), jnp.uint8), S((g, n, k // 32), jnp.uint8),
                     S((g,), jnp.int32))
@@ -160,7 +160,10 @@ def triton_tools(python: str) -> str:
 
 
 def compile_case(case: Case, i: int, out: str, python: str, tools: str) -> dict:
-    [ttir] = offline.triton_ir(case.fn, *case.args)
+    try:
+        [ttir] = offline.triton_ir(case.fn, *case.args)
+    except Exception as e:                                   # a lowering the Pallas Triton backend rejects
+        return {"error": f"lowering: {type(e).__name__}: {e}"}
     src, cubin = os.path.join(out, f"k{i}.ttir"), os.path.join(out, f"k{i}.cubin")
     with open(src, "w") as f:
         f.write(ttir)
@@ -219,6 +222,7 @@ def main(argv=None):
     ap.add_argument("--attention", action="store_true", help="also compile the decode-attention kernel")
     ap.add_argument("--out", default=None, help="folder for IR, cubins, PTX and report.json (default: a temp dir)")
     ap.add_argument("--mix", action="store_true", help="print each hot loop's instruction mix")
+    ap.add_argument("--tiles", default="", help="override pick_tiles, e.g. nbk=8,num_stages=3 (GpuTiles fields)")
     args = ap.parse_args(argv)
     routes = [r for r in args.routes.split(",") if r]
     unknown = set(routes) - set(DEQUANT_ROUTES)
@@ -228,7 +232,8 @@ def main(argv=None):
     tools = triton_tools(python)
     out = args.out or tempfile.mkdtemp(prefix="triton_offline_")
     os.makedirs(out, exist_ok=True)
-    cases = moe_cases(routes, set(args.shapes.split(","))) + ([attention_case()] if args.attention else [])
+    overrides = {k: int(v) for k, v in (kv.split("=") for kv in args.tiles.split(",") if kv)}
+    cases = moe_cases(routes, set(args.shapes.split(",")), overrides) + ([attention_case()] if args.attention else [])
     rows = []
     for i, case in enumerate(cases):
         print(f"[{i + 1}/{len(cases)}] {case.name} {case.route or ''} ...", file=sys.stderr, flush=True)

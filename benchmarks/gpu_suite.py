@@ -67,6 +67,10 @@ def run_suite(args) -> dict:
     report = {"suite": {"started": datetime.datetime.now().isoformat(timespec="seconds"), "argv": sys.argv[1:],
                         "small": args.small, "interpret": args.interpret, "budget_s": args.budget_s,
                         "boxes_s": {n: BOXES[n] for n in names}}, "parts": {}}
+    previous = os.path.join(args.out, "parts", "device.json")
+    if "device" not in names and os.path.exists(previous):            # a rerun of some parts: same denominators
+        report["parts"]["device"] = {"status": "reused", "note": "from an earlier run in this folder",
+                                     "results": _read(previous)}
     env = dict(os.environ)
     env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", "0.95")         # 120b's weights need more than JAX's 0.75
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, env.get("PYTHONPATH")) if p)

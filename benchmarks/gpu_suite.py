@@ -30,7 +30,6 @@ import time
 
 # part -> seconds of its time box (the whole default budget is 450 s: 7.5 minutes with process starts)
 BOXES = {"device": 15, "correctness": 45, "moe": 70, "e2e_120b": 150, "e2e_20b": 90, "attention": 30}
-GRACE_S = 15                      # a part may finish its current case this long past its box before it is killed
 ASSUMED = {"bandwidth": 3.16e12, "matmul_rate": 989e12}     # H100 figures, used only if the device part fails
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -94,14 +93,14 @@ def run_suite(args) -> dict:
         with open(log, "w") as err:
             proc = subprocess.Popen(cmd, stdout=None, stderr=err, env=env, cwd=ROOT)
             try:
-                rc = proc.wait(timeout=max(1.0, min(deadline + GRACE_S, end + GRACE_S) - time.time()))
+                rc = proc.wait(timeout=max(1.0, min(deadline, end) + args.grace_s - time.time()))
                 entry["status"] = "ok" if rc == 0 else "failed"
                 if rc:
                     entry["note"] = f"exit code {rc}"
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                entry.update(status="timeout", note=f"killed {GRACE_S} s past its time box; results so far kept")
+                entry.update(status="timeout", note=f"killed {args.grace_s:.0f} s past its time box; results so far kept")
         entry["seconds"] = round(time.time() - start, 1)
         entry["results"] = _read(out)
         if entry["status"] != "ok":
@@ -148,6 +147,8 @@ def main(argv=None):
     ap.add_argument("--parts", default=",".join(BOXES), help=f"subset of {','.join(BOXES)}")
     ap.add_argument("--budget_s", type=float, default=450.0, help="wall-clock budget of the whole suite")
     ap.add_argument("--box_scale", type=float, default=1.0, help="multiply every part's time box (CPU runs: > 1)")
+    ap.add_argument("--grace_s", type=float, default=15.0, help="a part past its time box may finish its current "
+                    "case this long before it is killed")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth", type=float, default=ASSUMED["bandwidth"], help=argparse.SUPPRESS)

@@ -46,7 +46,7 @@ class Part:
         items = list(items)
         for i, item in enumerate(items):
             if self.left() < estimate_s:
-                self.record("skipped", [str(x) for x in items[i:]])
+                self.record("skipped", [str(x[0] if isinstance(x, tuple) else x) for x in items[i:]])
                 print(f"  [{self.name}] time box: skipping {len(items) - i} remaining case(s)", flush=True)
                 return
             yield item
@@ -250,34 +250,43 @@ def _e2e(p: Part, preset: str) -> None:
     itemsize = jnp.dtype(model.dtype).itemsize
     steps = dict(warmup=1, timed_steps=2) if p.small else dict(warmup=2, timed_steps=10)
     context = 32 if p.small else CONTEXT
-    for b in p.cases([1] if p.small else [1, 256, 64], estimate_s=15):
-        case = bench.Case("decode", b, context)
-        r = p.attempt(f"decode batch={b} context={context}", lambda: _roofline(
-            bench.run_decode(model, case, budget, resident, **steps), decode_cost(cfg, b, context, itemsize), p))
-        if "tokens_per_s" in r:
-            print(f"  [{p.name}] decode batch {b}: {r['tokens_per_s']:,.1f} tokens/s, {r['of_roofline'] * 100:.1f}% of "
-                  f"the roofline", flush=True)
-    if preset == "gpt-oss-120b":
-        long = 256 if p.small else LONG_CONTEXT
-        for _ in p.cases([long], estimate_s=20):
-            p.attempt(f"peak memory context={long}", lambda: peak_memory(model, long, budget))
     prompt = 32 if p.small else PREFILL_PROMPT
-    for _ in p.cases([prompt], estimate_s=20):
+    long = 256 if p.small else LONG_CONTEXT
+
+    def decode(b):
+        r = _roofline(bench.run_decode(model, bench.Case("decode", b, context), budget, resident, **steps),
+                      decode_cost(cfg, b, context, itemsize), p)
+        print(f"  [{p.name}] decode batch {b}: {r['tokens_per_s']:,.1f} tokens/s, {r['of_roofline'] * 100:.1f}% of "
+              "the roofline", flush=True)
+        return r
+
+    def prefill():
         case = bench.Case("prefill", 1, prompt)
-        rows, _chunk = bench.prefill_rows(case, prompt)
-        r = p.attempt(f"prefill prompt={prompt}", lambda: _roofline(
-            bench.run_prefill(model, case, budget, resident, warmup=1, repeats=1 if p.small else 2,
-                              prefill_tokens=prompt), prefill_cost(cfg, rows, prompt, itemsize), p))
-        if "tokens_per_s" in r:
-            print(f"  [{p.name}] prefill {prompt}: {r['tokens_per_s']:,.0f} tokens/s, {r['of_roofline'] * 100:.1f}% of "
-                  "the roofline", flush=True)
-    # the batch-1 decode program again (same cache length: a compilation-cache hit), under the profiler
-    max_len = context + steps["warmup"] + steps["timed_steps"] + 1
-    for _ in p.cases([1], estimate_s=10):
-        r = p.attempt("kernel launches batch=1", lambda: kernel_launches(model, 1, context, max_len, budget,
-                                                                          steps=2 if p.small else 4))
+        rows, _ = bench.prefill_rows(case, prompt)
+        r = _roofline(bench.run_prefill(model, case, budget, resident, warmup=1, repeats=1 if p.small else 2,
+                                        prefill_tokens=prompt), prefill_cost(cfg, rows, prompt, itemsize), p)
+        print(f"  [{p.name}] prefill {prompt}: {r['tokens_per_s']:,.0f} tokens/s, {r['of_roofline'] * 100:.1f}% of "
+              "the roofline", flush=True)
+        return r
+
+    def launches():
+        # the batch-1 decode program again (same cache length: a compilation-cache hit), under the profiler
+        r = kernel_launches(model, 1, context, context + steps["warmup"] + steps["timed_steps"] + 1, budget,
+                            steps=2 if p.small else 4)
         if r.get("kernels_per_step") is not None:
             print(f"  [{p.name}] {r['kernels_per_step']:.0f} device kernels a decode step", flush=True)
+        return r
+
+    # most telling first: the time box cuts the tail
+    cases = [(f"decode batch=1 context={context}", lambda: decode(1)), ("kernel launches batch=1", launches)]
+    if not p.small:
+        cases += [(f"decode batch=256 context={context}", lambda: decode(256)),
+                  (f"decode batch=64 context={context}", lambda: decode(64))]
+    if preset == "gpt-oss-120b":
+        cases.append((f"peak memory context={long}", lambda: peak_memory(model, long, budget)))
+    cases.append((f"prefill prompt={prompt}", prefill))
+    for key, fn in p.cases(cases, estimate_s=10):
+        p.attempt(key, fn)
     del model
     jax.clear_caches()
 

@@ -109,3 +109,12 @@ def test_targets_read_the_report():
     assert got["120b decode batch 1, fraction of roofline"] == "MISSED"       # < 70%
     assert got["20b decode batch 1 tokens/s"] == "not measured"
     assert got["MoE kernel batch 1 (120b mlp1, kperm), fraction of measured bandwidth"] == "MET"
+
+
+def test_suite_kills_a_part_past_its_time_box_and_keeps_what_it_measured(tmp_path):
+    r, out = _run_suite(tmp_path, "--parts=correctness", "--box_scale=0.1", "--grace_s=2", timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    entry = json.loads((out / "suite.json").read_text())["parts"]["correctness"]
+    assert entry["status"] == "timeout" and entry["seconds"] < 60
+    assert "started" in entry["results"]                        # written before the kill, kept
+    assert "| correctness | timeout |" in (out / "suite.md").read_text()

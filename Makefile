@@ -10,7 +10,10 @@ APT_INSTALL = sh -c 'if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; th
 	apt-get install -y -q "$$@" || { apt-get update -q && apt-get install -y -q "$$@"; }; \
 	else echo "please install the system package(s): $$*"; fi' apt-install
 
-.PHONY: setup demo test clean browser
+TRITON_VENV ?= .venv-triton
+TRITON_VERSION ?= 3.9.0
+
+.PHONY: setup demo test clean browser triton-offline
 
 $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PY) -m venv $(VENV)
@@ -47,5 +50,14 @@ demo: setup
 test: setup browser
 	$(VENV)/bin/python -m pytest -q tests
 
+# Offline sm_90 compile of the GPU kernels (benchmarks/triton_offline.py), no GPU needed: a separate venv with a pip
+# Triton, whose wheel ships ptxas, cuobjdump and nvdisasm (about 0.3 GB; kept apart from .venv, which CI installs)
+$(TRITON_VENV)/.installed-$(TRITON_VERSION):
+	$(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q "triton==$(TRITON_VERSION)"
+	touch $@
+
+triton-offline: $(TRITON_VENV)/.installed-$(TRITON_VERSION)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info

@@ -175,14 +175,19 @@ def _fill_cache(cache, seed: int):
     return jax.tree.unflatten(tree, out)
 
 
-def run_decode(model, case: Case, budget, resident: int) -> dict:
+def run_decode(model, case: Case, budget, resident: int, *, warmup: int | None = None,
+               timed_steps: int | None = None) -> dict:
+    """Time decode steps of `case` (warmup / timed_steps default to the flags: benchmarks/gpu_suite.py passes its
+    own)."""
     import jax
     import jax.numpy as jnp
 
     from gptoss_jax.model.transformer import KVCache
 
+    warmup = FLAGS.warmup if warmup is None else warmup
+    timed_steps = FLAGS.timed_steps if timed_steps is None else timed_steps
     b, ctx = case.batch, case.context
-    max_len = ctx + FLAGS.warmup + FLAGS.timed_steps + 1
+    max_len = ctx + warmup + timed_steps + 1
     shapes = KVCache.shapes(model.cfg, b, max_len, model.dtype)
     t0 = time.perf_counter()
     step, refusal = _compile(model, b, 1, shapes, budget, resident, case.name)
@@ -194,13 +199,13 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
     first = jnp.zeros((b,), jnp.int32)
     next_token = jax.jit(lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None])
     times = []
-    for i in range(FLAGS.warmup + FLAGS.timed_steps):
+    for i in range(warmup + timed_steps):
         positions = jnp.full((b, 1), ctx + i, jnp.int32)
         t = time.perf_counter()
         logits, cache = step(model.params, tokens, positions, cache, first)
         tokens = next_token(logits)
         tokens.block_until_ready()
-        if i >= FLAGS.warmup:
+        if i >= warmup:
             times.append(time.perf_counter() - t)
     del cache
     sec = statistics.median(times)
@@ -209,18 +214,23 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
             "p90_ms": sorted(times)[(len(times) * 9) // 10] * 1e3}
 
 
-def prefill_rows(case: Case) -> tuple[int, int]:
+def prefill_rows(case: Case, prefill_tokens: int | None = None) -> tuple[int, int]:
     """(rows prefilled together, tokens a call): one group of rows filling --prefill_tokens."""
-    chunk = min(case.context, FLAGS.prefill_tokens)
-    return max(1, min(case.batch, FLAGS.prefill_tokens // chunk)), chunk
+    prefill_tokens = FLAGS.prefill_tokens if prefill_tokens is None else prefill_tokens
+    chunk = min(case.context, prefill_tokens)
+    return max(1, min(case.batch, prefill_tokens // chunk)), chunk
 
 
-def run_prefill(model, case: Case, budget, resident: int) -> dict:
+def run_prefill(model, case: Case, budget, resident: int, *, warmup: int | None = None, repeats: int | None = None,
+                prefill_tokens: int | None = None) -> dict:
+    """Time prefills of `case` (warmup / repeats / prefill_tokens default to the flags)."""
     import jax.numpy as jnp
 
     from gptoss_jax.model.transformer import KVCache
 
-    rows, chunk = prefill_rows(case)
+    warmup = FLAGS.warmup if warmup is None else warmup
+    repeats = FLAGS.prefill_repeats if repeats is None else repeats
+    rows, chunk = prefill_rows(case, prefill_tokens)
     ctx = case.context
     shapes = KVCache.shapes(model.cfg, rows, ctx, model.dtype)
     t0 = time.perf_counter()
@@ -237,12 +247,12 @@ def run_prefill(model, case: Case, budget, resident: int) -> dict:
         positions.append(jnp.broadcast_to(jnp.where(pos < ctx, pos, -1)[None], (rows, chunk)))
     last = jnp.full((rows,), (ctx - 1) % chunk, jnp.int32)
     times = []
-    for r in range(FLAGS.warmup + FLAGS.prefill_repeats):
+    for r in range(warmup + repeats):
         t = time.perf_counter()
         for c in range(calls):                         # positions restart at 0: the cache is simply rewritten
             logits, cache = step(model.params, tokens[c], positions[c], cache, last)
         logits.block_until_ready()
-        if r >= FLAGS.warmup:
+        if r >= warmup:
             times.append(time.perf_counter() - t)
     del cache
     sec = statistics.median(times)

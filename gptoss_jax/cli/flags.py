@@ -24,7 +24,8 @@ flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul kernel: auto (the b
                     "pallas_gpu, pallas_tpu, or their *_interpret forms.")
 flags.DEFINE_string("attention_impl", "auto", "Decode attention kernel: auto (pallas_gpu on a GPU, xla elsewhere), "
                     "xla, pallas_gpu, pallas_gpu_interpret.")
-flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto, e4m3, asm.")
+flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto (= kperm), kperm, "
+                    "e4m3, asm.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
 
 

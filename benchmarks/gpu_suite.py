@@ -88,7 +88,7 @@ def run_suite(args) -> dict:
         log = os.path.join(args.out, "parts", f"{name}.log")
         cmd = [sys.executable, "-m", "benchmarks.gpu_suite", f"--child={name}", f"--out={args.out}",
                f"--deadline={deadline}", f"--bandwidth={bw}", f"--matmul_rate={rate}"]
-        cmd += ["--small"] * args.small + ["--interpret"] * args.interpret
+        cmd += ["--small"] * args.small + ["--interpret"] * args.interpret + [f"--stall_s={args.stall_s}"]
         start = time.time()
         with open(log, "w") as err:
             proc = subprocess.Popen(cmd, stdout=None, stderr=err, env=env, cwd=ROOT)
@@ -135,6 +135,7 @@ def run_child(args) -> int:
     part = Part(args.child, os.path.join(args.out, "parts", f"{args.child}.json"), args.deadline, args.small,
                 args.interpret, args.bandwidth, args.matmul_rate)
     part.record("started", datetime.datetime.now().isoformat(timespec="seconds"))
+    time.sleep(args.stall_s)
     PARTS[args.child](part)
     return 0
 
@@ -149,6 +150,8 @@ def main(argv=None):
     ap.add_argument("--box_scale", type=float, default=1.0, help="multiply every part's time box (CPU runs: > 1)")
     ap.add_argument("--grace_s", type=float, default=15.0, help="a part past its time box may finish its current "
                     "case this long before it is killed")
+    ap.add_argument("--stall_s", type=float, default=0.0, help="every part waits this long after it starts "
+                    "(checks the time boxes: a part that hangs is killed and keeps what it wrote)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--deadline", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--bandwidth", type=float, default=ASSUMED["bandwidth"], help=argparse.SUPPRESS)

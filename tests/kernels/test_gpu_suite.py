@@ -113,7 +113,8 @@ def test_targets_read_the_report():
 
 
 def test_suite_kills_a_part_past_its_time_box_and_keeps_what_it_measured(tmp_path):
-    r, out = _run_suite(tmp_path, "--parts=correctness", "--box_scale=0.1", "--grace_s=2", timeout=120)
+    r, out = _run_suite(tmp_path, "--parts=correctness", "--box_scale=0.1", "--grace_s=2", "--stall_s=300",
+                         timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     entry = json.loads((out / "suite.json").read_text())["parts"]["correctness"]
     assert entry["status"] == "timeout" and entry["seconds"] < 60

@@ -120,12 +120,14 @@ class GptOss:
         return params_lib.param_bytes(self.cfg)
 
 
-def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, counter=None) -> GptOss:
+def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, counter=None,
+         check_finite: bool = True) -> GptOss:
     """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
 
     mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
     dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
     counter: a checkpoint.safetensors_io.ByteCounter that counts the bytes this process reads (safetensors only).
+    check_finite: refuse weights holding NaN / inf (one on-device reduction after loading; False skips it).
     In a multi-process job every process calls load() alike; each reads only what its own devices hold.
     """
     import dataclasses
@@ -136,14 +138,15 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, 
     mesh = resolve_mesh(mesh)
     dt = _dtype(dtype)
     if orbax_io.is_orbax(path):
-        cfg, params = orbax_io.restore(path, mesh)
+        cfg, params = orbax_io.restore(path, mesh, check_finite=check_finite)
     else:
         located = layouts.locate(path)
         cfg = ModelConfig.from_file(located.config_path)
         # hosts holding different checkpoints would run different programs: fail before reading anything
         distributed.check_same({f"config {k}": v for k, v in dataclasses.asdict(cfg).items()}
                                | {"checkpoint layout": located.layout}, "checkpoints")
-        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress)
+        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress,
+                                    check_finite=check_finite)
     return GptOss(cfg, params, mesh=mesh, dtype=dt)
 
 

@@ -23,6 +23,8 @@ flags.DEFINE_string("mesh", None, "Mesh shape 'data,expert,tensor' over all devi
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
 flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul implementation: auto, reference, or a kernel name.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
+flags.DEFINE_bool("check_finite", True, "Refuse a checkpoint whose weights hold NaN or inf (one on-device pass "
+                  "over the weights after loading); --nocheck_finite skips it.")
 
 
 def model_mesh():
@@ -75,4 +77,5 @@ def load_model(counter=None):
         if distributed.is_main():
             print(f"(no --checkpoint: the synthetic {FLAGS.model} model, random weights)", file=sys.stderr)
         path = cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir, show_progress=FLAGS.progress)
-    return gptoss_jax.load(path, mesh=mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress, counter=counter)
+    return gptoss_jax.load(path, mesh=mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress, counter=counter,
+                           check_finite=FLAGS.check_finite)

@@ -431,8 +431,12 @@ class Engine:
     def _take(self, s: _Live, out: dict, idx, step: int) -> None:
         """Host side of one sampled token of request s: record, check every stop condition, stream it."""
         if not out["ok"][idx]:
-            self._finish(s, "error", error="no token is allowed here (the constraint's mask and the logit bias "
-                                           "left nothing to sample)")
+            if not np.isfinite(out["logprob"][idx]):   # log-softmax of the raw logits: NaN iff they are not finite
+                why = ("the model's logits are not finite (NaN or inf): its weights or activations hold NaN/inf; "
+                       "load with check_finite=True (the default, CLI --check_finite) to find the tensor")
+            else:
+                why = "no token is allowed here (the constraint's mask and the logit bias left nothing to sample)"
+            self._finish(s, "error", error=why)
             return
         tok = int(out["token"][idx])
         sp = s.req.sampling

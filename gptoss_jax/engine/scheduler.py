@@ -11,7 +11,9 @@ hands out the new tokens. Requests join and leave between calls; nothing recompi
 bucket (buckets.py). Without constrained requests, the decode call is dispatched before the prefill's results are
 read, so the host bookkeeping of one overlaps the device work of the other. With constrained requests, decoding
 goes one token a round trip: decode_forward is dispatched, the constraints' next masks (computed on a thread pool
-since their last token arrived) are joined, then decode_sample applies them.
+since their last token arrived) are taken, then decode_sample applies them. A mask that is late holds back its own
+request, never the others (masks.py): the engine waits at most mask_wait_s, once, for a slow one, and while every
+constrained request waits for a slow mask the others decode decode_steps tokens a call as if it were not there.
 
 Failures stay with their request: bad input is refused at submit (RequestError naming the field); a constraint,
 detokenizer or callback that raises finishes its own request with finish_reason "error"; only a failing device call
@@ -33,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
 from gptoss_jax.engine.buckets import Buckets
+from gptoss_jax.engine.masks import MaskPool
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
@@ -59,7 +62,8 @@ class _Live:
     top: list = dataclasses.field(default_factory=list)
     prompt_lp: list = dataclasses.field(default_factory=list)
     prompt_top: list = dataclasses.field(default_factory=list)
-    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token
+    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token (masks.py)
+    mask_slow: bool = False                            # its last mask took longer than the engine's mask wait
     t_admit: float = 0.0
     t_first: float = 0.0
     done: bool = False
@@ -97,12 +101,14 @@ class Engine:
     max_stop_token_ids: stop token ids a request may give (static).
     detokenize: ids -> str, needed for stop strings and Result.text.
     seed: draws the seeds of requests that give none.
+    mask_threads / mask_wait_s: threads computing constraint masks; the longest the engine waits for a late mask
+      after dispatching a step (a request whose mask is later, or whose last mask was slower, sits the round out).
     """
 
     def __init__(self, model: GptOss, *, num_slots: int = 8, max_len: int = 8192, prefill_chunk: int = 512,
                  min_prefill_chunk: int = 32, decode_steps: int = 8, max_top_logprobs: int = 20,
                  max_stop_token_ids: int = 8, detokenize: rq.Detokenizer | None = None, seed: int = 0,
-                 mask_threads: int = 4):
+                 mask_threads: int = 4, mask_wait_s: float = 0.02):
         cfg = model.cfg
         if not 1 <= max_len <= cfg.max_context:
             raise ValueError(f"max_len {max_len} must be in [1, {cfg.max_context}] (the model's context)")
@@ -134,7 +140,7 @@ class Engine:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._cancelled: set[str] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(mask_threads, thread_name_prefix="gptoss-mask")
+        self.masks = MaskPool(self.mask_words, threads=mask_threads, wait_s=mask_wait_s)
         self._events: list[TokenEvent] = []
         self._all_ones = np.full((1, self.mask_words), -1, np.int32)
 
@@ -167,17 +173,20 @@ class Engine:
         self._admit_waiting()
         pending_prefill = self._dispatch_prefill()
         decoders = [s for s in self.slots if s is not None and s.decoding and not s.done]
-        constrained = any(s.req.constraint is not None for s in decoders)
-        if constrained:
+        if any(s.req.constraint is not None and self.masks.usable(s) for s in decoders):
             if pending_prefill:
                 self._finish_prefill(*pending_prefill)
-            self._decode_one_constrained()
-        else:
+            ran = self._decode_one_constrained()
+        else:  # no constraint, or every constrained request waits for a slow mask: the others go full speed
+            decoders = [s for s in decoders if s.req.constraint is None]
             pending_decode = self._dispatch_decode(decoders) if decoders else None
             if pending_prefill:
                 self._finish_prefill(*pending_prefill)
             if pending_decode:
                 self._finish_decode(*pending_decode)
+            ran = pending_decode is not None
+        if not (pending_prefill or ran):   # nothing could run: every request waits for its mask; wait, not spin
+            self.masks.wait_any(s for s in self.slots if s is not None)
         return self._events
 
     def stream(self, request: Request) -> Iterator[TokenEvent]:
@@ -225,7 +234,7 @@ class Engine:
         return self.steps.compilations()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.masks.close()
 
     def _allocate(self) -> tuple[KVCache, SlotState]:
         device = self._state_sharding if self.model.mesh is None else None
@@ -276,16 +285,12 @@ class Engine:
             live.slot, live.t_admit = slot, time.perf_counter()
             self.slots[slot] = live
             if live.req.constraint is not None:
-                live.mask = self._pool.submit(self._fill_mask, live.req.constraint)
-
-    def _fill_mask(self, constraint) -> np.ndarray:
-        out = np.zeros((self.mask_words,), np.int32)
-        constraint.fill_bitmask(out)
-        return out
+                live.mask = self.masks.start(live.req.constraint)
 
     # ================================================================================================== prefill
     def _dispatch_prefill(self):
-        todo = [s for s in self.slots if s is not None and not s.decoding and not s.done]
+        todo = [s for s in self.slots if s is not None and not s.decoding and not s.done and
+                (s.mask is None or len(s.prompt) - s.prefilled > self.buckets.chunk or self.masks.usable(s))]
         if not todo:
             return None
         todo.sort(key=lambda s: s.t_admit)
@@ -316,12 +321,17 @@ class Engine:
                         targets[r, i] = s.prompt[nxt]
             if final[r] and s.mask is not None:
                 try:
-                    words[r] = s.mask.result()
+                    row = self.masks.take(s, time.perf_counter() + self.masks.wait_s)
                 except Exception as e:  # noqa: BLE001 - the constraint's own failure
-                    self._finish(s, "error", error=f"constraint failed: {e!r}")
-                    rows[r], final[r] = self.num_slots, False
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    row = None
+                if row is None:                   # failed, or its first mask is late: not in this chunk
+                    rows[r], final[r], positions[r] = self.num_slots, False, -1
                     continue
+                words[r] = row
             plan.append((r, s, n, bool(final[r])))
+        if not plan:
+            return None
         t0 = time.perf_counter()
         try:
             self.cache, self.state, out = self.steps.prefill(
@@ -399,10 +409,11 @@ class Engine:
                     self.stats.decode_tokens += 1
                     self._take(s, outs, (i, s.slot), i)
 
-    def _decode_one_constrained(self) -> None:
-        decoders = [s for s in self.slots if s is not None and s.decoding and not s.done]
+    def _decode_one_constrained(self) -> bool:
+        """One token for every decoding slot whose mask is ready in time (masks.py); False if none could go."""
+        decoders = [s for s in self.slots if s is not None and s.decoding and not s.done and self.masks.usable(s)]
         if not decoders:
-            return
+            return False
         t0 = time.perf_counter()
         keep = self._keep(decoders)
         try:
@@ -410,22 +421,27 @@ class Engine:
                                                            kv_len=self._decode_kv(decoders, 1))
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
-            return
+            return True
         # the device runs the forward while the masks (started when the last tokens arrived) finish here
         words = np.repeat(self._all_ones, self.num_slots, axis=0)
         for s in decoders:
             if s.mask is not None:
                 try:
-                    words[s.slot] = s.mask.result()
+                    row = self.masks.take(s, t0 + self.masks.wait_s)
                 except Exception as e:  # noqa: BLE001
-                    self._finish(s, "error", error=f"constraint failed: {e!r}")
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    row = None
+                if row is None:            # failed, or late: this slot samples nothing this round
                     keep[s.slot] = False
+                else:
+                    words[s.slot] = row
         try:
             self.state, outs = self.steps.decode_sample(logits, self.state, keep, words)
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
-            return
-        self._finish_decode([s for s in decoders if not s.done], outs, t0)
+            return True
+        self._finish_decode([s for s in decoders if not s.done and keep[s.slot]], outs, t0)
+        return True
 
     # ============================================================================================= per token
     def _take(self, s: _Live, out: dict, idx, step: int) -> None:
@@ -468,7 +484,7 @@ class Engine:
                 if c.is_finished():
                     reason, stop_reason = "stop", "constraint"
                 else:
-                    s.mask = self._pool.submit(self._fill_mask, c)
+                    s.mask = self.masks.start(c)
         except Exception as e:  # noqa: BLE001 - detokenizer / constraint failure: this request only
             reason, error = "error", f"{type(e).__name__}: {e}"
         ev = TokenEvent(s.id, len(s.tokens) - 1, tok, lp, top, reason)

@@ -288,14 +288,31 @@ class Engine:
                 live.mask = self.masks.start(live.req.constraint)
 
     # ================================================================================================== prefill
+    def _first_masks(self, todo) -> dict[str, np.ndarray]:
+        """Masks of the first sampled token for the slots whose next chunk ends the prompt (masks.py: a late one
+        leaves its slot out of this round's prefill; a failed one finishes its request)."""
+        deadline, rows = time.perf_counter() + self.masks.wait_s, {}
+        for s in todo:
+            if s.mask is not None and len(s.prompt) - s.prefilled <= self.buckets.chunk:
+                try:
+                    row = self.masks.take(s, deadline)
+                except Exception as e:  # noqa: BLE001 - the constraint's own failure
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    continue
+                if row is not None:
+                    rows[s.id] = row
+        return rows
+
     def _dispatch_prefill(self):
-        todo = [s for s in self.slots if s is not None and not s.decoding and not s.done and
-                (s.mask is None or len(s.prompt) - s.prefilled > self.buckets.chunk or self.masks.usable(s))]
+        todo = [s for s in self.slots if s is not None and not s.decoding and not s.done]
+        first = self._first_masks(todo)
+        b = self.buckets
+        chunk_len = lambda s: min(b.chunk, len(s.prompt) - s.prefilled)
+        todo = [s for s in todo if not s.done and (s.mask is None or chunk_len(s) < len(s.prompt) - s.prefilled
+                                                   or s.id in first)]
         if not todo:
             return None
         todo.sort(key=lambda s: s.t_admit)
-        b = self.buckets
-        chunk_len = lambda s: min(b.chunk, len(s.prompt) - s.prefilled)
         t = b.chunk_for(chunk_len(todo[0]))
         group = [s for s in todo if b.chunk_for(chunk_len(s)) == t][:b.rows_for(t)]
         n_rows = b.rows_for(t)
@@ -320,18 +337,8 @@ class Engine:
                     if s.req.score_from <= nxt < len(s.prompt):
                         targets[r, i] = s.prompt[nxt]
             if final[r] and s.mask is not None:
-                try:
-                    row = self.masks.take(s, time.perf_counter() + self.masks.wait_s)
-                except Exception as e:  # noqa: BLE001 - the constraint's own failure
-                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
-                    row = None
-                if row is None:                   # failed, or its first mask is late: not in this chunk
-                    rows[r], final[r], positions[r] = self.num_slots, False, -1
-                    continue
-                words[r] = row
+                words[r] = first[s.id]
             plan.append((r, s, n, bool(final[r])))
-        if not plan:
-            return None
         t0 = time.perf_counter()
         try:
             self.cache, self.state, out = self.steps.prefill(

@@ -60,6 +60,9 @@ class _Meter:
     def __init__(self, max_masks: int, seconds: float):
         self.left, self.deadline, self.used = max_masks, time.perf_counter() + seconds, 0
 
+    def has_left(self) -> bool:
+        return self.left > 0 and time.perf_counter() <= self.deadline
+
     def spend(self) -> bool:
         """Account for one mask; False when the budget is spent."""
         if self.left <= 0 or time.perf_counter() > self.deadline:
@@ -225,7 +228,8 @@ def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> list
 
 
 def _greedy(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> tuple[list[int] | None, bool]:
-    """One path: structural tokens best first, else the longest allowed token. (plan, exhausted)."""
+    """One path: structural tokens best first, else the longest allowed token, repeated as a run while the
+    structure cannot move (_content_run). Returns (plan, exhausted)."""
     mask = np.empty(BITMASK_WORDS, dtype=np.int32)
     taken = _take_forced(matcher.deep_copy(), depth.copy(), [])
     while taken is not None:
@@ -240,11 +244,68 @@ def _greedy(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> tuple[lis
             return None, True
         node.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
         structural = _allowed(mask, _structural_ids(ndepth)).tolist()
-        t = _ranked(ndepth, structural)[0][1] if structural else _longest_allowed(mask)
-        if t is None or not node.consume_token(t):
+        if structural:
+            t = _ranked(ndepth, structural)[0][1]
+            if not node.consume_token(t):
+                return None, False
+            taken = _take_forced(node, _feed(ndepth, t), path + [t])
+            continue
+        t = _longest_allowed(mask)
+        if t is None:
             return None, False
-        taken = _take_forced(node, _feed(ndepth, t), path + [t])
+        run = _content_run(node, ndepth, t, max_len - len(path), meter, mask)
+        if run is None:
+            return None, not meter.has_left()
+        node, count = run
+        taken = _take_forced(node, ndepth if _neutral(t) else _feed(ndepth, t), path + [t] * count)
     return None, False
+
+
+_MAX_BATCH = 128   # tokens llguidance checks in one call of a content run (bounds the time between budget checks)
+
+
+def _neutral(token: int) -> bool:
+    """Content whose bytes move no structure: repeating it leaves the JsonDepth as it is."""
+    return not any(c in b'"\\{}[]' for c in tok.get_encoding().decode_single_token_bytes(token))
+
+
+def _content_run(node, depth: JsonDepth, t: int, room: int, meter: _Meter, mask: np.ndarray):
+    """Take content token t (allowed now) as many times as is useful, at most `room`: doubling batches checked by
+    llguidance without masks (try_consume_tokens), one mask after each to see whether the structure can move yet;
+    the batch after which it can is narrowed down by bisection. A run of 5000 letters costs a dozen masks.
+    Returns (node after the run, count), or None (llguidance's own limits refused it, or the budget ran out)."""
+    if not _neutral(t):
+        return (node, 1) if node.consume_token(t) else None
+    count, batch = 0, 1
+    while count < room:
+        batch = min(batch, room - count, _MAX_BATCH)
+        trial = node.deep_copy()
+        got = trial.try_consume_tokens([t] * batch)
+        if trial.is_error():
+            return None
+        if got == 0:
+            break
+        if not meter.spend():
+            return None
+        trial.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
+        if not _allowed(mask, _structural_ids(depth)).size:
+            node, count = trial, count + got
+            if got < batch:        # t is no longer allowed: the run ends here
+                break
+            batch *= 2
+            continue
+        lo, hi = 0, got            # the structure can move after `hi` more, not after `lo`
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            probe = node.deep_copy()
+            probe.try_consume_tokens([t] * mid)
+            if not meter.spend():
+                return None
+            probe.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
+            lo, hi = (lo, mid) if _allowed(mask, _structural_ids(depth)).size else (mid, hi)
+        node.try_consume_tokens([t] * hi)
+        return node, count + hi
+    return (node, count) if count else None
 
 
 SEARCHES = ("greedy", "depth-first")
@@ -255,16 +316,22 @@ def plan_completion(matcher, depth: JsonDepth, *, max_len: int, budget: PlanBudg
     """A continuation of at most ``max_len`` tokens that completes the grammar from ``matcher``'s state (which is
     not modified), found within ``budget`` (shared by the searches, tried in ``order``); see the module docstring.
 
-    ``exhausted`` is False when the greedy search ran to ``max_len`` without finishing and the depth-first one
-    found nothing either: no completion that fits was found, and more time would not change that for the greedy."""
+    ``exhausted`` is False when the greedy search ran to ``max_len`` without finishing (or into llguidance's own
+    limits) and the depth-first one, given a quarter of the budget after that, found nothing either: no completion
+    that fits was found."""
     t0 = time.perf_counter()
     meter = _Meter(budget.max_masks, budget.max_seconds)
-    exhausted = True
+    exhausted, used = True, 0
     for search in order:
         if search == "greedy":
             plan, exhausted = _greedy(matcher, depth, max_len, meter)
-        else:
+        elif exhausted:
             plan = _depth_first(matcher, depth, max_len, meter)
+        else:  # the greedy path cannot fit: a quarter of the budget to look for what it missed
+            second = _Meter(min(meter.left, budget.max_masks // 4),
+                            min(meter.deadline - time.perf_counter(), budget.max_seconds / 4))
+            plan = _depth_first(matcher, depth, max_len, second)
+            used += second.used
         if plan is not None:
-            return PlanResult(plan, meter.used, time.perf_counter() - t0, searcher=search)
-    return PlanResult(None, meter.used, time.perf_counter() - t0, exhausted=exhausted)
+            return PlanResult(plan, meter.used + used, time.perf_counter() - t0, searcher=search)
+    return PlanResult(None, meter.used + used, time.perf_counter() - t0, exhausted=exhausted)

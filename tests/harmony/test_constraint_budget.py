@@ -21,10 +21,6 @@ LONG_PATTERN = {"type": "string", "pattern": "^[a-z]{5000}$"}
 BUDGET = closing.PlanBudget(max_masks=600, max_seconds=600)
 
 
-def _first_allowed(row):
-    return int(np.flatnonzero(C.allowed_tokens(row))[0])
-
-
 @pytest.mark.parametrize("schema", [HUGE_MIN_LENGTH, LONG_PATTERN], ids=["minLength", "pattern"])
 @pytest.mark.parametrize("envelope", [None, "final"])
 def test_a_schema_that_cannot_fit_is_refused_when_the_constraint_starts(schema, envelope):
@@ -57,28 +53,33 @@ def test_bulk_content_degrades_to_the_greedy_plan_and_ends_valid_within_its_budg
 
 
 def test_planning_stays_within_its_budget():
-    grammar = C.compile_json_schema(HUGE_MIN_LENGTH)
+    # the greedy path loops on letters (the longest token) and a million tokens of room cannot be searched
+    grammar = C.compile_json_schema({"type": "string", "pattern": "^[a-z]+@[a-z]+\\.com$"})
     matcher = llguidance_module().LLMatcher(C.ll_tokenizer(), grammar._grammar, log_level=0)
-    res = closing.plan_completion(matcher, closing.JsonDepth(), max_len=10_000,
-                                  budget=closing.PlanBudget(max_masks=40, max_seconds=60))
+    res = closing.plan_completion(matcher, closing.JsonDepth(), max_len=10 ** 6,
+                                  budget=closing.PlanBudget(max_masks=40, max_seconds=600))
     assert res.plan is None and res.exhausted and res.masks == 40
-    res = closing.plan_completion(matcher, closing.JsonDepth(), max_len=10_000,
+    res = closing.plan_completion(matcher, closing.JsonDepth(), max_len=10 ** 6,
                                   budget=closing.PlanBudget(max_masks=10 ** 6, max_seconds=0.05))
-    assert res.plan is None and res.exhausted and res.seconds < 2.0    # one mask past the deadline at most
+    assert res.plan is None and res.exhausted and res.seconds < 2.0    # one batch past the deadline at most
     assert not matcher.is_error() and not matcher.is_accepting()       # the matcher itself is untouched
+    res = closing.plan_completion(matcher, closing.JsonDepth(), max_len=64, budget=BUDGET)
+    assert res.plan is not None and res.searcher == "depth-first"      # what the greedy path misses
 
 
 def test_running_out_of_room_later_is_the_same_clear_error():
-    grammar = C.compile_json_schema({"type": "object", "properties": {"s": HUGE_MIN_LENGTH}, "required": ["s"]})
-    # too small a budget to conclude at the start: the request is taken, and fails once its room runs out
-    c = grammar.new_constraint(max_tokens=1000, budget=closing.PlanBudget(max_masks=300, max_seconds=60))
+    # "x" fits, so the request is taken; the model then commits to the 3000 a's, which cannot fit in what is left
+    grammar = C.compile_json_schema({"type": "string", "pattern": "^(x|a{3000})$"})
+    c = grammar.new_constraint(max_tokens=150, budget=BUDGET)
     row = np.empty(C.BITMASK_WORDS, np.int32)
-    with pytest.raises(C.ConstraintError, match=r"cannot finish the JSON schema within max_tokens=1000: after \d+ "
+    enc = tok.get_encoding()
+    with pytest.raises(C.ConstraintError, match=r"cannot finish the JSON schema within max_tokens=150: after \d+ "
                                                 r"tokens no completion of at most \d+ tokens was found"):
         while True:
             c.fill_bitmask(row)
-            c.advance(_first_allowed(row))
-    assert 1000 - len(c.generated) <= c.PLAN_WINDOW
+            allowed = np.flatnonzero(C.allowed_tokens(row))
+            c.advance(max(allowed, key=lambda t: len(enc.decode_single_token_bytes(int(t)))))
+    assert 150 - len(c.generated) <= c.PLAN_WINDOW
 
 
 def test_normal_schemas_plan_cheaply():

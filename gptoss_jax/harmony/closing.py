@@ -6,15 +6,17 @@ is of no use to a request with R tokens left) and together at the budget (llguid
 
 - greedy, one path, no backtracking: where some allowed tokens move the structure (close a string, open or close
   a container, separate items, change message), the best of them (stop tokens first, then the fewest strings and
-  containers left open); else the allowed token with the most bytes. One mask a token: cheap, and it reaches the
-  end of bulk content (a string of minLength 5000, a pattern ``^[a-z]{5000}$``) or tells that it cannot in time.
+  containers left open); else the allowed token with the most bytes, taken as a run (doubling batches checked by
+  llguidance without masks, bisected to where the structure can move). Cheap: a string of minLength 5000 or a
+  pattern ``^[a-z]{5000}$`` costs a dozen masks, and it tells when such content cannot end in time.
 - depth-first over single-byte and special tokens, children ranked the same way, content bytes ranked by a one-step
-  lookahead that prefers bytes after which the structure can move (a pattern ``^[a-z]+@[a-z]+\\.com$``, where
-  taking the longest token would loop): for what the greedy path misses.
+  lookahead that prefers bytes after which the structure can move: for what the greedy path misses (a pattern
+  ``^[a-z]+@[a-z]+\\.com$``, where the longest token, letters, would run on forever).
 
-The result says whether the budget cut the searches short (``exhausted``: nothing is known) or the greedy path ran
-to ``max_len`` without finishing and the depth-first search found nothing either (no completion of at most
-``max_len`` tokens was found: the caller may give up with an error).
+Without a plan the result says whether that is a verdict (``exhausted`` False: llguidance refused the greedy path,
+or the greedy path did not end in time and the depth-first search spent its masks or tried every branch) or the
+budget ran out first (``exhausted`` True: nothing is known). Seconds never make a verdict: a loaded machine only
+makes a planning call inconclusive.
 """
 from __future__ import annotations
 
@@ -29,14 +31,16 @@ from . import tokenizer as tok
 BITMASK_WORDS = (tok.VOCAB_SIZE + 31) // 32
 _STRUCTURAL_BYTES = {b'"', b'{', b'}', b'[', b']', b',', b':'}
 _SPECIALS = (tok.RETURN, tok.CALL, tok.END, tok.START, tok.CHANNEL, tok.MESSAGE, tok.CONSTRAIN)
+# why a search ended without a plan
+ROOM, LIMIT, MASKS, TIME, SPACE = "room", "llguidance limit", "masks", "time", "every branch tried"
 
 
 @dataclasses.dataclass(frozen=True)
 class PlanBudget:
     """What one planning call may spend, both searches together: llguidance mask computations (deterministic work)
     and wall-clock seconds (the bound for grammars whose single masks are slow)."""
-    max_masks: int = 2000
-    max_seconds: float = 1.0
+    max_masks: int = 1000
+    max_seconds: float = 2.0
 
     def __post_init__(self):
         if not (isinstance(self.max_masks, int) and self.max_masks >= 2):
@@ -62,6 +66,9 @@ class _Meter:
 
     def has_left(self) -> bool:
         return self.left > 0 and time.perf_counter() <= self.deadline
+
+    def why(self) -> str:
+        return MASKS if self.left <= 0 else TIME
 
     def spend(self) -> bool:
         """Account for one mask; False when the budget is spent."""
@@ -89,7 +96,13 @@ def _tables():
         lengths[t] = len(enc.decode_single_token_bytes(t))
     ids = lambda data: np.array(sorted(t for t, b in single.items() if b in data or not b), np.int64)
     structure = (ids({b'"'}), ids(set()), ids(_STRUCTURAL_BYTES))
-    return np.array(sorted(single), np.int64), np.argsort(-lengths, kind="stable").astype(np.int64), structure
+    return (np.array(sorted(single), np.int64), np.argsort(-lengths, kind="stable").astype(np.int64), structure,
+            int(lengths.max()))
+
+
+def max_token_bytes() -> int:
+    """Bytes of the longest token of o200k_harmony (128): a value of B bytes takes at least B / this tokens."""
+    return _tables()[3]
 
 
 class JsonDepth:
@@ -181,7 +194,8 @@ def _ranked(depth: JsonDepth, tokens) -> list:
     return ranked
 
 
-def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> list[int] | None:
+def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> tuple[list[int] | None, str]:
+    """(plan, '') or (None, why): SPACE (every branch tried), MASKS or TIME (the budget ran out)."""
     mask = np.empty(BITMASK_WORDS, dtype=np.int32)
     candidates = _tables()[0]
     start = _take_forced(matcher.deep_copy(), depth.copy(), [])
@@ -191,14 +205,15 @@ def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> list
         if node.is_error() or len(path) > max_len:
             continue
         if done(node, path):
-            return path
+            return path, ""
         if len(path) >= max_len:
             continue
         if not meter.spend():
-            return None
+            return None, meter.why()
         node.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
         structural = _allowed(mask, _structural_ids(ndepth)).tolist()
-        ranked = _ranked(ndepth, structural or _allowed(mask, candidates).tolist())
+        content = _allowed(mask, candidates).tolist() or [t for t in [_longest_allowed(mask)] if t is not None]
+        ranked = _ranked(ndepth, structural or content)   # content: also a multi-byte token (a UTF-8 tail)
         children = []
         if structural:
             for _, t, after in ranked:
@@ -216,7 +231,7 @@ def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> list
                 if not child.consume_token(t) or (taken := _take_forced(child, after, path + [t])) is None:
                     continue
                 if not meter.spend():
-                    break
+                    return None, meter.why()
                 cnode, cdepth, cpath = taken
                 cnode.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
                 opens = _allowed(mask, _structural_ids(cdepth)).size > 0
@@ -224,41 +239,42 @@ def _depth_first(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> list
             scored.sort(key=lambda item: item[:2])
             children = [item[2] for item in scored[:4]]
         stack.extend(reversed(children))
-    return None
+    return None, SPACE
 
 
-def _greedy(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> tuple[list[int] | None, bool]:
+def _greedy(matcher, depth: JsonDepth, max_len: int, meter: _Meter) -> tuple[list[int] | None, str]:
     """One path: structural tokens best first, else the longest allowed token, repeated as a run while the
-    structure cannot move (_content_run). Returns (plan, exhausted)."""
+    structure cannot move (_content_run). (plan, '') or (None, why): ROOM (the path does not end within max_len),
+    LIMIT (llguidance refuses the path: a value longer than it can lex), MASKS or TIME (the budget ran out)."""
     mask = np.empty(BITMASK_WORDS, dtype=np.int32)
     taken = _take_forced(matcher.deep_copy(), depth.copy(), [])
     while taken is not None:
         node, ndepth, path = taken
         if node.is_error():
-            return None, False
+            return None, LIMIT
         if done(node, path):
-            return (path, False) if len(path) <= max_len else (None, False)
+            return (path, "") if len(path) <= max_len else (None, ROOM)
         if len(path) >= max_len:
-            return None, False
+            return None, ROOM
         if not meter.spend():
-            return None, True
+            return None, meter.why()
         node.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
         structural = _allowed(mask, _structural_ids(ndepth)).tolist()
         if structural:
             t = _ranked(ndepth, structural)[0][1]
             if not node.consume_token(t):
-                return None, False
+                return None, LIMIT
             taken = _take_forced(node, _feed(ndepth, t), path + [t])
             continue
         t = _longest_allowed(mask)
         if t is None:
-            return None, False
+            return None, LIMIT
         run = _content_run(node, ndepth, t, max_len - len(path), meter, mask)
         if run is None:
-            return None, not meter.has_left()
+            return None, LIMIT if meter.has_left() else meter.why()
         node, count = run
         taken = _take_forced(node, ndepth if _neutral(t) else _feed(ndepth, t), path + [t] * count)
-    return None, False
+    return None, LIMIT
 
 
 _MAX_BATCH = 128   # tokens llguidance checks in one call of a content run (bounds the time between budget checks)
@@ -316,22 +332,25 @@ def plan_completion(matcher, depth: JsonDepth, *, max_len: int, budget: PlanBudg
     """A continuation of at most ``max_len`` tokens that completes the grammar from ``matcher``'s state (which is
     not modified), found within ``budget`` (shared by the searches, tried in ``order``); see the module docstring.
 
-    ``exhausted`` is False when the greedy search ran to ``max_len`` without finishing (or into llguidance's own
-    limits) and the depth-first one, given a quarter of the budget after that, found nothing either: no completion
-    that fits was found."""
+    Without a plan, ``exhausted`` is False (no completion that fits was found: the caller may give up) when
+    llguidance itself refused the greedy path (a value longer than it can lex), or when the greedy path did not end
+    within ``max_len`` and the depth-first search tried every branch or spent its share of masks (not of seconds:
+    a slow machine never turns into a verdict)."""
     t0 = time.perf_counter()
     meter = _Meter(budget.max_masks, budget.max_seconds)
-    exhausted, used = True, 0
-    for search in order:
+    why: dict[str, str] = {}
+    for i, search in enumerate(order):
         if search == "greedy":
-            plan, exhausted = _greedy(matcher, depth, max_len, meter)
-        elif exhausted:
-            plan = _depth_first(matcher, depth, max_len, meter)
-        else:  # the greedy path cannot fit: a quarter of the budget to look for what it missed
-            second = _Meter(min(meter.left, budget.max_masks // 4),
-                            min(meter.deadline - time.perf_counter(), budget.max_seconds / 4))
-            plan = _depth_first(matcher, depth, max_len, second)
-            used += second.used
+            plan, why[search] = _greedy(matcher, depth, max_len, meter)
+        else:   # first of two: half the budget, so the greedy path always gets its turn
+            share = meter if i == len(order) - 1 else _Meter(meter.left // 2, (meter.deadline - t0) / 2)
+            plan, why[search] = _depth_first(matcher, depth, max_len, share)
+            if share is not meter:
+                meter.left -= share.used
+                meter.used += share.used
         if plan is not None:
-            return PlanResult(plan, meter.used + used, time.perf_counter() - t0, searcher=search)
-    return PlanResult(None, meter.used + used, time.perf_counter() - t0, exhausted=exhausted)
+            return PlanResult(plan, meter.used, time.perf_counter() - t0, searcher=search)
+        if why.get("greedy") == LIMIT:
+            break
+    verdict = why.get("greedy") == LIMIT or (why.get("greedy") == ROOM and why.get("depth-first") in (MASKS, SPACE))
+    return PlanResult(None, meter.used, time.perf_counter() - t0, exhausted=not verdict)

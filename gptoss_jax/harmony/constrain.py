@@ -27,10 +27,12 @@ the grammar accepts, and it ends within the budget whenever a completion is foun
 recomputed only near the end of the budget, so the common path costs one llguidance mask (tens of microseconds).
 
 Bounded cost: every planning call has a ``PlanBudget`` (mask computations and seconds), so one mask costs at
-most one llguidance mask plus that budget. A request whose grammar cannot be completed within its tokens is
-refused when its constraint starts (``new_constraint`` raises ConstraintError: no completion that fits was
-found), and a request that runs out of room later (or whose planning runs out of its budget three times) fails
-with such an error instead of ending with a truncated value. Schemas and tools nested deeper than llguidance's limit are refused when compiled.
+most one llguidance mask plus that budget. A JSON schema whose shortest value cannot fit in a gpt-oss context
+(schema_bounds.py: minLength, minItems, required properties, ...) is refused when compiled; a grammar that cannot
+be completed within a request's tokens is refused when its constraint starts (``new_constraint`` raises
+ConstraintError: that bound, or the planner's verdict that no completion fits); a request that runs out of room
+later (or whose planning runs out of its budget three times in a row) fails with such an error instead of ending
+with a truncated value. Schemas and tools nested deeper than llguidance takes are refused when compiled.
 """
 from __future__ import annotations
 
@@ -40,11 +42,13 @@ from typing import Any, Mapping, Sequence
 
 from . import tokenizer as tok
 from .chat import MAX_JSON_DEPTH, json_too_deep, normalize_tool_choice, normalize_tools
-from .closing import BITMASK_WORDS, JsonDepth, PlanBudget, PlanResult, plan_completion
+from .closing import BITMASK_WORDS, JsonDepth, PlanBudget, PlanResult, max_token_bytes, plan_completion
 from .matcher import ConstraintError, TokenConstraint, allowed_tokens, ll_tokenizer, llguidance_module, one_line
+from .schema_bounds import min_json_bytes
 
 VOCAB_SIZE = tok.VOCAB_SIZE
 DEFAULT_MAX_ANALYSIS_TOKENS = 512
+MAX_CONTEXT = 131072   # gpt-oss's context: a value that cannot fit in it is refused when its schema is compiled
 __all__ = ["BITMASK_WORDS", "CompiledGrammar", "ConstraintError", "PlanBudget", "PlanResult", "TokenConstraint",
            "allowed_tokens", "compile_choice", "compile_json_object", "compile_json_schema", "compile_regex",
            "compile_response_format", "compile_tool_choice", "ll_tokenizer"]
@@ -104,10 +108,11 @@ class CompiledGrammar:
     ``stop_token_ids``: what the sampler should stop on while this grammar runs (an envelope lets
     ``<|end|>`` close an analysis message mid-completion, so only ``<|return|>``/``<|call|>`` stop)."""
 
-    def __init__(self, lark: str, description: str):
+    def __init__(self, lark: str, description: str, min_tokens: int = 0):
         llg = llguidance_module()
         self.lark = lark
         self.description = description
+        self.min_tokens = min_tokens   # a lower bound on the tokens of any completion (schema_bounds.py)
         self.stop_token_ids = tok.STOP_TOKENS_FOR_ASSISTANT_ACTIONS
         grammar = llg.LLMatcher.grammar_from_lark(lark)
         error = llg.LLMatcher.validate_grammar(grammar, ll_tokenizer())
@@ -126,6 +131,10 @@ class CompiledGrammar:
     def start_plan_length(self, max_tokens: int, budget: PlanBudget) -> int | None:
         """Length of a completion from the start that fits in max_tokens, None if the budget ran out first;
         raises ConstraintError when none fits."""
+        if self.min_tokens > max_tokens:
+            raise ConstraintError(f"{self.description} cannot be completed within max_tokens={max_tokens}: its "
+                                  f"shortest value takes at least {self.min_tokens} tokens; raise max_tokens or relax "
+                                  "the schema (e.g. a long minLength or minItems)")
         with self._start_lock:
             if self._start_found is not None and self._start_found <= max_tokens:
                 return self._start_found
@@ -150,12 +159,12 @@ _cache_lock = threading.Lock()
 _cache: dict[str, CompiledGrammar] = {}
 
 
-def _compiled(lark: str, description: str) -> CompiledGrammar:
+def _compiled(lark: str, description: str, min_tokens: int = 0) -> CompiledGrammar:
     with _cache_lock:
         hit = _cache.get(lark)
     if hit is not None:
         return hit
-    grammar = CompiledGrammar(lark, description)
+    grammar = CompiledGrammar(lark, description, min_tokens)
     with _cache_lock:
         if len(_cache) > 1024:
             _cache.clear()
@@ -170,7 +179,13 @@ def compile_json_schema(schema: Mapping, *, envelope: str | None = None,
     (the same JSON values are accepted); ``lenient`` ignores keywords llguidance does not implement instead
     of failing."""
     body = _json_body(schema, whitespace, lenient)
-    return _compiled(_envelope(f"body: {body}\n", envelope, max_analysis_tokens), "the JSON schema")
+    shortest = min_json_bytes(schema)
+    min_tokens = -(-shortest // max_token_bytes())
+    if min_tokens > MAX_CONTEXT:
+        raise ConstraintError(f"the JSON schema's shortest value takes {shortest} bytes, at least {min_tokens} tokens: "
+                              f"more than a gpt-oss context holds ({MAX_CONTEXT} tokens); relax the schema (e.g. a "
+                              "long minLength or minItems)")
+    return _compiled(_envelope(f"body: {body}\n", envelope, max_analysis_tokens), "the JSON schema", min_tokens)
 
 
 def compile_json_object(*, envelope: str | None = None,

@@ -14,6 +14,7 @@ from gptoss_jax.harmony import closing
 from gptoss_jax.harmony import constrain as C
 from gptoss_jax.harmony import tokenizer as tok
 from gptoss_jax.harmony.matcher import llguidance_module
+from gptoss_jax.harmony.schema_bounds import min_json_bytes
 
 HUGE_MIN_LENGTH = {"type": "string", "minLength": 1_000_000_000}
 LONG_PATTERN = {"type": "string", "pattern": "^[a-z]{5000}$"}
@@ -21,14 +22,42 @@ LONG_PATTERN = {"type": "string", "pattern": "^[a-z]{5000}$"}
 BUDGET = closing.PlanBudget(max_masks=600, max_seconds=600)
 
 
-@pytest.mark.parametrize("schema", [HUGE_MIN_LENGTH, LONG_PATTERN], ids=["minLength", "pattern"])
+def test_a_value_longer_than_any_context_is_refused_when_compiled():
+    with pytest.raises(C.ConstraintError, match="shortest value takes 1000000002 bytes, at least 7812501 tokens: "
+                                                "more than a gpt-oss context holds"):
+        C.compile_json_schema(HUGE_MIN_LENGTH, envelope="final")
+    nested = {"type": "object", "properties": {"rows": {"type": "array", "minItems": 100_000, "items": {
+        "$ref": "#/$defs/row"}}}, "required": ["rows"], "$defs": {"row": {"type": "string", "minLength": 1000}}}
+    with pytest.raises(C.ConstraintError, match="more than a gpt-oss context holds"):
+        C.compile_json_schema(nested)
+
+
 @pytest.mark.parametrize("envelope", [None, "final"])
-def test_a_schema_that_cannot_fit_is_refused_when_the_constraint_starts(schema, envelope):
-    grammar = C.compile_json_schema(schema, envelope=envelope)
+def test_a_schema_that_cannot_fit_is_refused_when_the_constraint_starts(envelope):
+    grammar = C.compile_json_schema({"type": "string", "minLength": 20_000}, envelope=envelope)  # >= 157 tokens
+    with pytest.raises(C.ConstraintError, match="cannot be completed within max_tokens=128: its shortest value "
+                                                "takes at least 157 tokens"):
+        grammar.new_constraint(max_tokens=128, budget=BUDGET)
+    grammar = C.compile_json_schema(LONG_PATTERN, envelope=envelope)       # no bound from a pattern: the search
     for _ in range(2):   # the second refusal comes from the grammar's kept result
         with pytest.raises(C.ConstraintError, match="cannot be completed within max_tokens=128: no completion of "
                                                     "at most 128 tokens was found; raise max_tokens or relax"):
             grammar.new_constraint(max_tokens=128, budget=BUDGET)
+
+
+@pytest.mark.parametrize("schema, shortest", [
+    (HUGE_MIN_LENGTH, 1_000_000_002),
+    ({"type": "object", "properties": {"a": {"type": "string", "minLength": 5}}, "required": ["a"]}, 13),
+    ({"type": "array", "items": {"type": "integer"}, "minItems": 3}, 7),
+    ({"enum": ["abc", 12]}, 2),
+    ({"anyOf": [{"type": "string", "minLength": 9}, {"type": "null"}]}, 4),
+    ({"$defs": {"x": {"type": "string", "minLength": 20}}, "$ref": "#/$defs/x"}, 22),
+    ({"$defs": {"x": {"type": "array", "items": {"$ref": "#/$defs/x"}, "minItems": 2}}, "$ref": "#/$defs/x"}, 5),
+    ({"type": "object", "minProperties": 2}, 11),
+    ({"type": "string", "pattern": "^[a-z]{5000}$"}, 2),
+])
+def test_schema_lower_bounds_never_exceed_the_shortest_value(schema, shortest):
+    assert min_json_bytes(schema) == shortest
 
 
 def test_the_same_refusal_reaches_a_chat_request_on_a_short_engine():

@@ -1,10 +1,15 @@
-"""The stable entry point: `gptoss_jax.load(path, mesh=None, dtype="bfloat16")` -> a callable model.
+"""The stable entry points: plain arguments in, a callable model out.
 
     model = gptoss_jax.load("/ckpt/gpt-oss-20b")          # HF or original layout (auto), or an Orbax folder
     logits = model(tokens)                               # int32 [batch, seq] -> float32 [batch, seq, vocab]
+    model = gptoss_jax.build_model("demo", mesh="1,4,2", kernels=Kernels(moe="reference"))   # preset or folder
+
+`build_model` is the one way from options (checkpoint or preset, mesh, dtype, kernels, seed) to a model: the CLI,
+the eval harness and the server call it. `load` reads a checkpoint folder; `random_model` draws weights on device
+(benchmarks: no disk). A model's kernels (`Kernels`, resolved for the backend when it is built) are part of its
+static description and of every compiled step's key.
 """
 from __future__ import annotations
-
 
 import jax
 import jax.numpy as jnp
@@ -13,14 +18,12 @@ from jax.sharding import Mesh, NamedSharding
 
 from gptoss_jax import params as params_lib
 from gptoss_jax import sharding
-from gptoss_jax.config import ModelConfig
+from gptoss_jax.config import PRESETS, ModelConfig, get_config
+from gptoss_jax.errors import InputError
+from gptoss_jax.kernels import Kernels
 from gptoss_jax.model.transformer import KVCache, Transformer
 
 DTYPES = {"bfloat16": jnp.bfloat16, "float32": jnp.float32}
-
-
-class InputError(ValueError):
-    """Token ids or arguments a model call cannot take."""
 
 
 def _dtype(dtype) -> jnp.dtype:
@@ -30,23 +33,53 @@ def _dtype(dtype) -> jnp.dtype:
     return jnp.dtype(DTYPES[name])
 
 
-def resolve_mesh(mesh) -> Mesh | None:
-    """None (one device), a Mesh, or a 'data,expert,tensor' shape string such as '1,4,2'."""
-    if mesh is None or isinstance(mesh, Mesh):
+def resolve_mesh(mesh, replicas: int = 1) -> Mesh | None:
+    """None (one device), a Mesh, or a 'data,expert,tensor' shape string such as '1,4,2'.
+
+    In a multi-process job the mesh spans every device of the job (default: all of them on the expert axis, since no
+    single device could hold the model), or, with `replicas` > 1, the devices of this process's replica.
+    """
+    from gptoss_jax import distributed
+
+    if isinstance(mesh, Mesh):
         return mesh
-    return sharding.make_mesh(mesh)
+    if replicas == 1 and not distributed.is_initialized():
+        return None if mesh is None else sharding.make_mesh(mesh)
+    devices = distributed.replica_info(replicas).devices()
+    return sharding.make_mesh(mesh or (1, len(devices), 1), devices)
+
+
+def _kernels(kernels) -> Kernels:
+    """None (auto), a Kernels, or a dict of its fields -> the Kernels resolved for this backend."""
+    if kernels is None:
+        kernels = Kernels()
+    elif isinstance(kernels, dict):
+        kernels = Kernels(**kernels)
+    elif not isinstance(kernels, Kernels):
+        raise InputError(f"kernels={kernels!r}: expected a gptoss_jax.Kernels, a dict of its fields, or None")
+    return kernels.resolve()
 
 
 class GptOss:
     """A loaded gpt-oss model: config, weights on a mesh, and jitted forward passes."""
 
-    def __init__(self, cfg: ModelConfig, params, *, mesh=None, dtype="bfloat16"):
+    def __init__(self, cfg: ModelConfig, params, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = None):
         self.cfg = cfg
         self.params = params
         self.mesh = resolve_mesh(mesh)
         self.dtype = _dtype(dtype)
-        self.module = Transformer(cfg, self.dtype, self.mesh)
+        self.kernels = _kernels(kernels)
+        self.module = Transformer(cfg, self.dtype, self.mesh, self.kernels)
         self._apply = jax.jit(self._apply_impl, static_argnames=("kv_len",), donate_argnames=("cache",))
+
+    def __repr__(self) -> str:
+        mesh = "one device" if self.mesh is None else "x".join(map(str, self.mesh.devices.shape))
+        return f"GptOss({self.cfg.name}, mesh={mesh}, dtype={self.dtype.name}, kernels: {self.kernels})"
+
+    @property
+    def key(self) -> tuple:
+        """What a compiled program of this model depends on (besides shapes): compiled steps are cached by it."""
+        return (self.cfg, self.dtype, self.mesh, self.kernels)
 
     # ---------------------------------------------------------------------------------------------- internals
     def _apply_impl(self, params, tokens, positions, cache, logits_index, kv_len=None):
@@ -120,12 +153,13 @@ class GptOss:
         return params_lib.param_bytes(self.cfg)
 
 
-def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, counter=None,
-         check_finite: bool = True) -> GptOss:
+def load(path: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = None, show_progress: bool = True,
+         counter=None, check_finite: bool = True) -> GptOss:
     """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
 
     mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
     dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
+    kernels: which kernels the model runs (default Kernels(): the best ones for the backend).
     counter: a checkpoint.safetensors_io.ByteCounter that counts the bytes this process reads (safetensors only).
     check_finite: refuse weights holding NaN / inf (one on-device reduction after loading; False skips it).
     In a multi-process job every process calls load() alike; each reads only what its own devices hold.
@@ -137,6 +171,7 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, 
 
     mesh = resolve_mesh(mesh)
     dt = _dtype(dtype)
+    kernels = _kernels(kernels)      # a bad name fails before anything is read
     if orbax_io.is_orbax(path):
         cfg, params = orbax_io.restore(path, mesh, check_finite=check_finite)
     else:
@@ -147,26 +182,45 @@ def load(path: str, *, mesh=None, dtype="bfloat16", show_progress: bool = True, 
                                | {"checkpoint layout": located.layout}, "checkpoints")
         params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress,
                                     check_finite=check_finite)
-    return GptOss(cfg, params, mesh=mesh, dtype=dt)
+    return GptOss(cfg, params, mesh=mesh, dtype=dt, kernels=kernels)
 
 
-def read_config(path: str) -> ModelConfig:
-    """The config of the checkpoint folder at `path` (either release layout, or an Orbax conversion), read without
-    touching its weights: input can be checked against the model before a load that takes minutes."""
-    import os
-
-    from gptoss_jax.checkpoint import layouts, orbax_io
-
-    if orbax_io.is_orbax(path):
-        return ModelConfig.from_file(os.path.join(path, "config.json"))
-    return ModelConfig.from_file(layouts.locate(path).config_path)
+def is_preset(source: str) -> bool:
+    """Whether `source` names a config preset (a synthetic model) rather than a checkpoint folder."""
+    return source in PRESETS
 
 
-def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16",
+def build_model(source: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = None, seed: int = 0,
+                replicas: int = 1, synthetic_dir: str | None = None, show_progress: bool = True,
+                counter=None, check_finite: bool = True) -> GptOss:
+    """The one way from options to a model (the CLI, the eval harness and the server call it).
+
+    source: a checkpoint folder (either release layout, or an Orbax conversion), or a config preset (PRESETS): the
+    preset's random synthetic checkpoint (seed `seed`) is written once under `synthetic_dir` (default
+    ~/.cache/gptoss_jax/synthetic) in the HF release layout and loaded through the same loader as a real one.
+    mesh: None, a Mesh or 'data,expert,tensor'; in a multi-process job it spans the job's devices, or those of this
+    process's replica when `replicas` > 1 (see resolve_mesh). dtype, kernels, show_progress, counter, check_finite:
+    as load().
+    Bad options (mesh, kernel names, dtype, an unknown source) fail before anything is written or read.
+    """
+    from gptoss_jax.checkpoint.synthetic import cached_checkpoint
+
+    mesh = resolve_mesh(mesh, replicas)
+    _dtype(dtype)
+    kernels = _kernels(kernels)
+    if is_preset(source):
+        path = cached_checkpoint(source, seed, synthetic_dir, show_progress=show_progress)
+    else:
+        get_config(source)        # a source that is no checkpoint folder is named before anything is read
+        path = source
+    return load(path, mesh=mesh, dtype=dtype, kernels=kernels, show_progress=show_progress, counter=counter,
+                check_finite=check_finite)
+
+
+def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16", kernels: Kernels | None = None,
                  show_progress: bool = False) -> GptOss:
     """A model with random weights drawn directly on the device(s) (benchmarks: no disk, no host copy)."""
-    from gptoss_jax.config import get_config
-
     cfg = get_config(cfg) if isinstance(cfg, str) else cfg
     mesh = resolve_mesh(mesh)
-    return GptOss(cfg, params_lib.init_params(cfg, seed, mesh, show_progress=show_progress), mesh=mesh, dtype=dtype)
+    return GptOss(cfg, params_lib.init_params(cfg, seed, mesh, show_progress=show_progress), mesh=mesh, dtype=dtype,
+                  kernels=kernels)

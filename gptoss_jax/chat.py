@@ -129,18 +129,12 @@ def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatComplet
 
 
 def generate_fn(engine: Engine, sampling: SamplingParams) -> Callable[..., list[int]]:
-    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools). Each round's
-    completion limit is the smallest of the sampling's, the loop's and what fits in the engine's context; a
-    constraint is given that limit too, so it closes its value in time."""
+    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools). A round's
+    constraint is fitted to what is left of the engine's context by the engine itself (Engine.submit)."""
     def fn(prompt_ids, *, stop_token_ids, constraint=None, max_tokens=None) -> list[int]:
-        limits = [x for x in (sampling.max_tokens, max_tokens) if x is not None]
-        room = engine.max_len - len(prompt_ids)
-        if room > 0:              # else the engine refuses the prompt as too long for its context
-            limits.append(room)
-        limit = min(limits) if limits else None
-        s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids), max_tokens=limit)
-        if constraint is not None and limit is not None and hasattr(constraint, "capped"):
-            constraint = constraint.capped(limit)
+        s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids),
+                                max_tokens=max_tokens if sampling.max_tokens is None else
+                                min(sampling.max_tokens, max_tokens or sampling.max_tokens))
         [res] = engine.generate([Request(list(prompt_ids), s, constraint=constraint)])
         if res.finish_reason == "error":
             raise RequestError("request", res.error or "generation failed")

@@ -12,12 +12,10 @@ import math
 import os
 from typing import Any
 
+from gptoss_jax.errors import ConfigError
 SLIDING = "sliding_attention"
 FULL = "full_attention"
 
-
-class ConfigError(ValueError):
-    """A config.json or preset that cannot describe a gpt-oss model."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +60,6 @@ class ModelConfig:
     @property
     def layer_types(self) -> tuple[str, ...]:
         return tuple(SLIDING if i % 2 == 0 else FULL for i in range(self.num_layers))
-
-    def param_count(self) -> int:
-        """Number of weights (MXFP4 weights count as one each), as the model card counts them."""
-        from gptoss_jax import params as params_lib  # local: params imports config
-
-        return params_lib.count_params(self)
 
     # --------------------------------------------------------------- validation
     def validate(self) -> None:
@@ -270,7 +262,9 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 def get_config(name_or_path: str) -> ModelConfig:
-    """A preset name, a config.json path, or a checkpoint folder holding one."""
+    """The one config reader: a preset name, a config.json path, or a checkpoint folder holding one (either release
+    layout, config.json at the top or in original/, or an Orbax conversion). Reads no weights, so input can be
+    checked against the model before a load that takes minutes."""
     if name_or_path in PRESETS:
         return PRESETS[name_or_path]
     if os.path.isdir(name_or_path):
@@ -278,8 +272,14 @@ def get_config(name_or_path: str) -> ModelConfig:
             p = os.path.join(name_or_path, candidate)
             if os.path.exists(p):
                 return ModelConfig.from_file(p)
-        raise ConfigError(f"{name_or_path}: no config.json in this folder or in original/")
+        raise ConfigError(f"{name_or_path}: no config.json in this folder or in original/ (expected a checkpoint "
+                          f"folder: config.json + *.safetensors)")
     if os.path.isfile(name_or_path):
-        return ModelConfig.from_file(name_or_path)
+        if name_or_path.endswith(".json"):
+            return ModelConfig.from_file(name_or_path)
+        raise ConfigError(f"{name_or_path}: expected a checkpoint FOLDER (config.json + *.safetensors) or a "
+                          f"config.json, got a file")
+    if os.sep in name_or_path or name_or_path.startswith("."):
+        raise ConfigError(f"{name_or_path}: no such checkpoint folder")
     raise ConfigError(f"unknown model config {name_or_path!r}: expected one of {sorted(PRESETS)} or a path to "
                       f"a config.json / checkpoint folder")

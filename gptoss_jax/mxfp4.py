@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gptoss_jax.errors import Mxfp4Error
 BLOCK = 32            # values a block
 BYTES_PER_BLOCK = 16  # two codes a byte
 SCALE_BIAS = 127
@@ -21,9 +22,6 @@ SCALE_BIAS = 127
 FP4_VALUES = np.array([+0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
                        -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0], dtype=np.float32)
 
-
-class Mxfp4Error(ValueError):
-    """Arrays that are not a valid MXFP4 (blocks, scales) pair."""
 
 
 @jax.tree_util.register_dataclass

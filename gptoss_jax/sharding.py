@@ -15,6 +15,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gptoss_jax.errors import ShardingError
 MESH_AXES = ("data", "expert", "tensor")
 EXPERT_AXES = ("expert", "tensor")
 
@@ -34,9 +35,6 @@ LOGICAL_TO_MESH: dict[str, str | tuple[str, ...] | None] = {
     "cache_seq": None,
 }
 
-
-class ShardingError(ValueError):
-    """A mesh that cannot hold a model (sizes that do not divide)."""
 
 
 def logical_spec(axes: Sequence[str | None]) -> P:

@@ -4,7 +4,7 @@
     python launch/local.py -n 2 --cpu_devices 4 -- gptoss demo --model tiny --mesh 1,4,2
 
 Each process gets GPTOSS_COORDINATOR_ADDRESS (127.0.0.1 and a free port), GPTOSS_NUM_PROCESSES and its own
-GPTOSS_PROCESS_ID, which every gptoss CLI reads (gptoss_jax/distributed.py). With --cpu_devices K the processes run on
+GPTOSS_PROCESS_ID, which every gptoss CLI reads (gptoss_jax/distributed/detect.py). With --cpu_devices K the processes run on
 the CPU platform with K devices each (JAX_PLATFORMS=cpu, GPTOSS_CPU_DEVICES=K; collectives over gloo), so a mesh of
 N*K devices spans the processes as it would span hosts. Without it, the processes use this machine's accelerators
 (give each its own with --visible_devices_env, e.g. CUDA_VISIBLE_DEVICES).

@@ -121,3 +121,12 @@ def test_constrained_answers_close_within_a_short_engines_context(engine):
              constraint=harmony.compile_response_format(ESSAY).new_constraint())
     parsed = harmony.parse_completion(ids)
     assert parsed.finish_reason == "stop" and "essay" in json.loads(parsed.content), parsed
+
+
+def test_the_engine_fits_any_constraint_to_its_context_and_refuses_one_that_cannot_fit(engine):
+    from gptoss_jax.engine import Request
+
+    enc_prompt = harmony.render_chat(USER)
+    hopeless = harmony.compile_json_schema({"type": "string", "pattern": "^[a-z]{5000}$"}).new_constraint()
+    [res] = engine.generate([Request(enc_prompt, SamplingParams(), constraint=hopeless)])
+    assert res.finish_reason == "error" and "cannot be completed within max_tokens=" in res.error, res

@@ -211,7 +211,7 @@ def test_eval_local_backend_loads_only_when_there_is_work(monkeypatch, tmp_path)
     def load(*args, **kw):
         raise RuntimeError("loaded")
 
-    monkeypatch.setattr(gptoss_jax, "load", load)
+    monkeypatch.setattr(gptoss_jax.api, "load", load)   # what build_model calls
     config = BackendConfig(kind="local", model="tiny", extra={"synthetic_dir": str(tmp_path)})
     LocalBackend(config).close()       # a resumed sweep with nothing left to run: no load
     with pytest.raises(RuntimeError, match="loaded"):

@@ -76,4 +76,4 @@ def test_visit_schedule_reads_only_routed_experts(sizes, tm):
 
 def test_unknown_impl_is_named():
     with pytest.raises(ValueError, match="unknown MoE kernel"):
-        kernels.set_impl("cuda-magic")
+        kernels.Kernels(moe="cuda-magic")

@@ -5,17 +5,21 @@
 
 `--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
 arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the
-default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt), moe_impl (auto), synthetic_dir, seed
-(of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
+default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt),
+moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed (of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
 stay full while the harness records and grades finished samples.
+
+Tool-using requests (``Request.builtin_tools``) run harmony's tool loop on a thread each (local_tools.py); their
+rounds are batched with everything else on the one engine.
 
 Cost: each engine step's wall time is split evenly among the requests holding a slot during it, so the
 device-seconds of a sweep add up to the time the device was busy.
 """
 from __future__ import annotations
 
+import queue
 import time
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from evals.backends.base import Backend, BackendConfig, BackendFatalError, Request, Result, ToolCall
 
@@ -27,7 +31,7 @@ def create(config: BackendConfig) -> Backend:
 
 
 def _args(config: BackendConfig) -> dict:
-    known = {"mesh", "dtype", "moe_impl", "synthetic_dir", "replicas", *_INT_ARGS}
+    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "replicas", *_INT_ARGS}
     unknown = sorted(set(config.extra) - known)
     if unknown:
         raise BackendFatalError(f"--backend_arg {unknown} not understood by the local backend; expected some of "
@@ -42,16 +46,6 @@ def _args(config: BackendConfig) -> dict:
     return out
 
 
-def _mesh(args: dict):
-    """--backend_arg mesh over this process's devices, or, in a multi-process job, over its replica's devices."""
-    from gptoss_jax import distributed, sharding
-
-    if not distributed.is_initialized():
-        return args.get("mesh")
-    devices = distributed.replica_info(args.get("replicas", 1)).devices()
-    return sharding.make_mesh(args.get("mesh") or (1, len(devices), 1), devices)
-
-
 class LocalBackend(Backend):
     """Loads the model when the sweep first needs it (describe / complete_many), so a resumed sweep with nothing
     left to run, or one refused for bad flags, never waits for a load; the checkpoint's config is checked at once.
@@ -60,15 +54,14 @@ class LocalBackend(Backend):
 
     def __init__(self, config: BackendConfig):
         from gptoss_jax import distributed
-        from gptoss_jax.api import read_config
-        from gptoss_jax.config import PRESETS
+        from gptoss_jax.config import PRESETS, get_config
 
         self.args = _args(config)
         if not config.model:
             raise BackendFatalError("--backend=local needs --model: a checkpoint folder or a preset such as "
                                     f"{sorted(PRESETS)}")
         try:
-            self.cfg = PRESETS[config.model] if config.model in PRESETS else read_config(config.model)
+            self.cfg = get_config(config.model)
         except ValueError as e:  # no such folder, not a checkpoint, bad config.json
             raise BackendFatalError(f"local backend cannot start: {e}") from None
         self.default_max_tokens = self.args.get("max_tokens")
@@ -80,19 +73,17 @@ class LocalBackend(Backend):
     def _start(self) -> None:
         if self.engine is not None:
             return
-        import gptoss_jax
-        from gptoss_jax import kernels
-        from gptoss_jax.checkpoint import synthetic
-        from gptoss_jax.config import PRESETS
+        from gptoss_jax.api import build_model
         from gptoss_jax.engine import Engine
+        from gptoss_jax.kernels import Kernels
 
         args, config = self.args, self.config
         try:
-            kernels.set_impl(args.get("moe_impl", "auto"))
-            path = config.model
-            if config.model in PRESETS:
-                path = synthetic.cached_checkpoint(config.model, args.get("seed", 0), args.get("synthetic_dir"))
-            self.model = gptoss_jax.load(path, mesh=_mesh(args), dtype=args.get("dtype", "bfloat16"))
+            kernels = Kernels(**{field: args.get(arg, "auto") for field, arg in
+                                 (("moe", "moe_impl"), ("attention", "attention_impl"), ("dequant", "moe_dequant"))})
+            self.model = build_model(config.model, mesh=args.get("mesh"), dtype=args.get("dtype", "bfloat16"),
+                                     kernels=kernels, seed=args.get("seed", 0), replicas=args.get("replicas", 1),
+                                     synthetic_dir=args.get("synthetic_dir"))
             self.engine = Engine(self.model, num_slots=args.get("num_slots", 8),
                                  max_len=min(args.get("max_len", 8192), self.model.cfg.max_context),
                                  **{k: args[k] for k in ("decode_steps", "prefill_chunk") if k in args})
@@ -131,28 +122,52 @@ class LocalBackend(Backend):
                       device_seconds=device_s, finish_reason=c.finish_reason, started_at=started)
 
     def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
+        from evals.backends.local_tools import ToolLoop
         from gptoss_jax.engine import RequestError
 
         self._start()
         source = iter(requests)
         exhausted = False
-        live: dict[str, tuple[float, list[float]]] = {}      # engine id -> (started unix time, [device seconds])
+        # engine id -> (started unix time, [device seconds], the ToolLoop and Future waiting for it, or None)
+        live: dict[str, tuple[float, list[float], Any]] = {}
+        loops: dict[str, ToolLoop] = {}                        # tool-using requests, each looping on its thread
+        inbox: "queue.Queue" = queue.Queue()                   # (loop, engine request | None, Future) from loops
         try:
             while True:
-                while not exhausted and len(live) < 2 * self.engine.num_slots:
+                while not exhausted and len(live) + len(loops) < 2 * self.engine.num_slots:
                     req = next(source, None)
                     if req is None:
                         exhausted = True
                         break
+                    if req.builtin_tools:
+                        loops[req.id] = ToolLoop(req, inbox, max_len=self.engine.max_len,
+                                                 default_max_tokens=self.default_max_tokens).start()
+                        continue
                     started = time.time()
                     try:
                         rid = self.engine.submit(self._engine_request(req))
                     except (RequestError, ValueError) as e:  # bad chat input, overlong prompt, bad sampling value
                         yield req.id, Result.failure(str(e), started_at=started)
                         continue
-                    live[rid] = (started, [0.0])
-                if not live:
+                    live[rid] = (started, [0.0], None)
+                if not live and not loops:
                     return
+                # rounds asked for by tool loops; when the engine is idle, wait for one (a tool is running)
+                while True:
+                    try:
+                        loop, ereq, fut = inbox.get(block=not live, timeout=0.05)
+                    except queue.Empty:
+                        break
+                    if ereq is None:
+                        loops.pop(loop.req.id, None)
+                        yield loop.req.id, loop.result
+                        continue
+                    try:
+                        live[self.engine.submit(ereq)] = (time.time(), [0.0], (loop, fut))
+                    except (RequestError, ValueError) as e:
+                        fut.set_exception(e)
+                if not live:
+                    continue
                 before = {s.id for s in self.engine.slots if s is not None}
                 t0 = time.perf_counter()
                 events = self.engine.step()
@@ -165,11 +180,25 @@ class LocalBackend(Backend):
                 for ev in events:
                     if ev.finish_reason is None or ev.request_id not in live:
                         continue
-                    started, device_s = live.pop(ev.request_id)
+                    started, device_s, waiter = live.pop(ev.request_id)
+                    if waiter is not None:
+                        loop, fut = waiter
+                        loop.device_s += device_s[0]
+                        fut.set_result(self.engine.result(ev.request_id))
+                        continue
                     yield ev.request_id, self._result(self.engine.result(ev.request_id), started, device_s[0])
         finally:
-            for rid in live:           # the caller stopped early: stop what is still running
+            for rid, (_, _, waiter) in live.items():   # the caller stopped early: stop what is still running
                 self.engine.cancel(rid)
+                if waiter is not None:
+                    waiter[1].cancel()
+            while True:  # rounds asked for after the stop: refused (a cancelled Future ends the loop thread's wait)
+                try:
+                    _, ereq, fut = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if fut is not None:
+                    fut.cancel()
 
     def close(self) -> None:
         if self.engine is not None:

@@ -18,6 +18,7 @@ from typing import Iterable, Sequence
 import ml_dtypes
 import numpy as np
 
+from gptoss_jax.errors import CheckpointError
 DTYPES: dict[str, np.dtype] = {
     "BF16": np.dtype(ml_dtypes.bfloat16), "F16": np.dtype(np.float16), "F32": np.dtype(np.float32),
     "F64": np.dtype(np.float64), "U8": np.dtype(np.uint8), "I8": np.dtype(np.int8), "I16": np.dtype(np.int16),
@@ -27,9 +28,6 @@ DTYPES: dict[str, np.dtype] = {
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
 MAX_HEADER = 100 * 1024 * 1024
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: names the file/tensor, what was found and what was expected."""
 
 
 class ByteCounter:

@@ -14,11 +14,7 @@ max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio. 
 after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
 with the numbers, before anything is allocated.
 
-Bytes a decode step: the weights actually read (attention and router of every layer; the routed experts only,
-counted as the expected number of distinct experts hit by the batch's tokens under uniform routing, which random
-weights approximate; embedding rows; the whole unembedding), the valid part of the KV cache (full layers: the
-context; sliding layers: the window), the new keys/values written and the float32 logits written. Activations are
-not counted. Prefill is compute-bound; its roofline is the flops term.
+Bytes and flops a step must move: gptoss_jax/engine/cost.py (decode is bandwidth-bound, prefill compute-bound).
 
 Timing: warmup steps (compile excluded: everything is compiled ahead of time), then every step synchronised and
 timed on the host; medians reported. Decode starts from a cache whose first `context` positions hold random values.
@@ -36,7 +32,10 @@ import time
 
 from absl import app, flags
 
-from gptoss_jax.cli import flags as common  # noqa: F401  (shared --model, --seed, --dtype, --moe_impl, --progress)
+from gptoss_jax import params as params_lib
+from gptoss_jax.cli import flags as common
+from gptoss_jax.engine import memory
+from gptoss_jax.engine.cost import decode_cost, distinct_experts, memory_plan, prefill_cost  # noqa: F401
 
 FLAGS = flags.FLAGS
 
@@ -46,8 +45,6 @@ flags.DEFINE_list("context", ["1024", "8192"], "Context lengths: tokens in the c
                   "when prefilling. On CPU the default is 128.")
 flags.DEFINE_list("modes", ["prefill", "decode"], "Which of prefill, decode to run.")
 flags.DEFINE_list("paths", ["reference", "kernel"], "Which of reference, kernel to run (the ratio needs both).")
-flags.DEFINE_string("attention_impl", "auto", "Decode attention of the kernel path: auto, xla, pallas_gpu, "
-                    "pallas_gpu_interpret (auto: pallas_gpu on GPU, pallas_gpu_interpret elsewhere).")
 flags.DEFINE_integer("timed_steps", 16, "Timed decode steps a case.")
 flags.DEFINE_integer("warmup", 2, "Untimed steps (decode) or runs (prefill) before timing.")
 flags.DEFINE_integer("prefill_repeats", 3, "Timed prefill runs a case.")
@@ -76,80 +73,6 @@ def _size(n: float) -> str:
     return f"{int(n)} B"
 
 
-# ---------------------------------------------------------------------------------------------- random weights
-# ------------------------------------------------------------------------------------- bytes and flops a step
-def distinct_experts(num_experts: int, per_token: int, tokens: int) -> float:
-    """Expected experts hit by `tokens` tokens that each pick `per_token` distinct experts uniformly."""
-    return num_experts * (1.0 - (1.0 - per_token / num_experts) ** tokens)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerBytes:
-    attention: int      # norm, q/k/v/o weights and biases, sinks
-    router: int         # MoE norm, gate weight and bias
-    expert: int         # ONE expert: both MXFP4 matrices (blocks + scales) and both bias rows
-    embed_row: int
-    unembed: int
-
-
-def layer_bytes(cfg) -> LayerBytes:
-    from gptoss_jax import params as params_lib
-
-    block = params_lib.block_specs(cfg)
-    attn = sum(s.nbytes for s in block["attn"].values())
-    mlp = {k: v for k, v in block["mlp"].items()}
-    router = sum(mlp[k].nbytes for k in ("norm", "gate_w", "gate_b"))
-    experts = sum(s.nbytes for k in ("mlp1_w", "mlp2_w") for s in (mlp[k].blocks, mlp[k].scales))
-    experts += mlp["mlp1_b"].nbytes + mlp["mlp2_b"].nbytes
-    item = 2  # embed/unembed are bf16
-    return LayerBytes(attn, router, experts // cfg.num_experts, cfg.hidden_size * item,
-                      cfg.vocab_size * cfg.hidden_size * item)
-
-
-def active_matmul_params(cfg) -> int:
-    """Weights one token multiplies by in one layer: attention projections, router, its experts."""
-    h, d = cfg.hidden_size, cfg.head_dim
-    attn = h * d * (2 * cfg.num_heads + 2 * cfg.num_kv_heads)
-    experts = cfg.experts_per_token * 3 * h * cfg.intermediate_size
-    return attn + cfg.num_experts * h + experts
-
-
-def decode_cost(cfg, batch: int, context: int, kv_itemsize: int) -> dict:
-    """Bytes and flops of one decode step at `context` tokens already cached."""
-    lb = layer_bytes(cfg)
-    layers, pairs = cfg.num_layers, cfg.num_pairs
-    hit = distinct_experts(cfg.num_experts, cfg.experts_per_token, batch)
-    kv_token_layer = 2 * cfg.num_kv_heads * cfg.head_dim * kv_itemsize          # k and v of one token, one layer
-    window = min(context + 1, cfg.sliding_window)
-    kv_read = batch * kv_token_layer * pairs * ((context + 1) + window)
-    kv_write = batch * kv_token_layer * layers
-    weights = layers * (lb.attention + lb.router + hit * lb.expert) + batch * lb.embed_row + lb.unembed
-    logits = batch * cfg.vocab_size * 4
-    attn_flops = 4 * cfg.num_heads * cfg.head_dim * pairs * ((context + 1) + window)
-    flops = batch * (2 * layers * active_matmul_params(cfg) + attn_flops + 2 * cfg.vocab_size * cfg.hidden_size)
-    return {"bytes": int(weights + kv_read + kv_write + logits), "weight_bytes": int(weights),
-            "kv_bytes": int(kv_read + kv_write), "logit_bytes": int(logits), "flops": int(flops),
-            "experts_hit_per_layer": round(hit, 2)}
-
-
-def prefill_cost(cfg, rows: int, context: int, kv_itemsize: int) -> dict:
-    """Bytes and flops of prefilling `rows` prompts of `context` tokens (logits of the last token only)."""
-    lb = layer_bytes(cfg)
-    layers, pairs = cfg.num_layers, cfg.num_pairs
-    tokens = rows * context
-    hit = distinct_experts(cfg.num_experts, cfg.experts_per_token, tokens)
-    kv_write = tokens * 2 * cfg.num_kv_heads * cfg.head_dim * kv_itemsize * layers
-    weights = layers * (lb.attention + lb.router + hit * lb.expert) + tokens * lb.embed_row + lb.unembed
-    # causal attention: full layers see (t+1) keys at position t, sliding layers min(t+1, W)
-    full_keys = context * (context + 1) / 2
-    w = cfg.sliding_window
-    slide_keys = sum(min(t + 1, w) for t in range(min(context, w))) + max(0, context - w) * w
-    attn_flops = rows * 4 * cfg.num_heads * cfg.head_dim * pairs * (full_keys + slide_keys)
-    flops = tokens * 2 * layers * active_matmul_params(cfg) + attn_flops + rows * 2 * cfg.vocab_size * cfg.hidden_size
-    return {"bytes": int(weights + kv_write + rows * cfg.vocab_size * 4), "weight_bytes": int(weights),
-            "kv_bytes": int(kv_write), "flops": int(flops), "experts_hit_per_layer": round(hit, 2)}
-
-
 # --------------------------------------------------------------------------------------------- memory planning
 def device_memory_budget() -> tuple[int | None, str]:
     """(bytes JAX may use on device 0, where the number comes from)."""
@@ -168,24 +91,9 @@ def device_memory_budget() -> tuple[int | None, str]:
         return None, "unknown"
 
 
-def memory_plan(cfg, dtype) -> dict:
-    import jax.numpy as jnp
-
-    from gptoss_jax import params as params_lib
-    from gptoss_jax.model.transformer import KVCache
-
-    specs = params_lib.flat_specs(cfg)
-    total = sum(s.nbytes for s in specs.values())
-    packed = sum(s.nbytes for p, s in specs.items() if p.endswith(("/blocks", "/scales")))
-    item = jnp.dtype(dtype).itemsize
-    ring_row = 2 * cfg.num_pairs * cfg.sliding_window * cfg.num_kv_heads * cfg.head_dim * item
-    return {"weights_bytes": total, "packed_expert_bytes": packed, "other_weight_bytes": total - packed,
-            "kv_bytes_per_token": KVCache.bytes_per_token(cfg, dtype), "ring_bytes_per_row": ring_row}
-
-
-def print_plan(cfg, plan: dict, budget: int | None, source: str) -> None:
+def print_plan(cfg, plan: dict, budget: int | None, source: str, dtype) -> None:
     print(f"\n== {cfg.name}: {cfg.num_layers} layers, {cfg.num_experts} experts, "
-          f"{cfg.param_count() / 1e6:,.1f}M weights")
+          f"{params_lib.count_params(cfg) / 1e6:,.1f}M weights")
     print(f"   weights {_size(plan['weights_bytes'])} = packed MXFP4 experts {_size(plan['packed_expert_bytes'])} "
           f"+ other (bf16) {_size(plan['other_weight_bytes'])}")
     print(f"   KV cache {_size(plan['kv_bytes_per_token'])} a token of context (full layers) + "
@@ -193,9 +101,10 @@ def print_plan(cfg, plan: dict, budget: int | None, source: str) -> None:
     if budget:
         free = budget - plan["weights_bytes"]
         tokens = max(0, free) // plan["kv_bytes_per_token"]
+        full = memory.max_slots(cfg, cfg.max_context, max(0, free), dtype)     # cache + rings + slot state
         print(f"   device budget {_size(budget)} ({source}): {_size(free)} after weights, room for about "
-              f"{tokens:,} tokens of context before workspace; one {cfg.max_context:,}-token context "
-              f"{'fits' if tokens > cfg.max_context else 'does NOT fit'}")
+              f"{tokens:,} tokens of context before workspace; engine slots of a full {cfg.max_context:,}-token "
+              f"context that fit: {full}{'' if full else ' (does NOT fit)'}")
         if free <= 0:
             print("   the weights alone do not fit: every case will be refused")
 
@@ -249,8 +158,6 @@ def _compile(model, rows: int, tokens_per_row: int, cache_shapes, budget, reside
 def _random_tokens(shape, vocab: int, seed: int):
     import jax.numpy as jnp
 
-    from gptoss_jax import params as params_lib
-
     return (params_lib.hash_u32(shape, seed) % vocab).astype(jnp.int32)
 
 
@@ -258,8 +165,6 @@ def _fill_cache(cache, seed: int):
     """Random-valued cache (never time on zeros), written in place."""
     import jax
     import jax.numpy as jnp
-
-    from gptoss_jax import params as params_lib
 
     def fill(i, a):
         noise = (params_lib.hash_u32(a.shape, seed + i) >> 8).astype(jnp.float32)
@@ -346,24 +251,25 @@ def run_prefill(model, case: Case, budget, resident: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------------------- main
-def _path_impls(path: str) -> tuple[str, str]:
-    """(MoE kernel, attention kernel) of a path on this backend."""
+def _path_kernels(path: str):
+    """The Kernels of a path on this backend: the reference path runs plain jnp + XLA; the kernel path runs the
+    flags' kernels, and where "auto" finds no compiled kernel (CPU) their interpret mode, to show the plumbing."""
     import jax
 
-    from gptoss_jax import kernels
+    from gptoss_jax.kernels import REFERENCE, Kernels
 
     if path == "reference":
-        return "reference", "xla"
-    backend = jax.default_backend()
-    moe = kernels.resolve_impl(FLAGS.moe_impl) if FLAGS.moe_impl != "auto" else "auto"   # a bad name fails here
-    if moe == "auto":
-        moe = kernels.resolve_impl("auto")
-        if moe == "reference":                         # no compiled kernel here: show the kernels' plumbing
-            moe = "pallas_gpu_interpret"
-    attention = FLAGS.attention_impl
-    if attention == "auto":
-        attention = "pallas_gpu" if backend == "gpu" else "pallas_gpu_interpret"
-    return moe, kernels.resolve_attention_impl(attention)
+        return REFERENCE
+    chosen = common.kernels_from_flags()
+    on_gpu = jax.default_backend() == "gpu"
+    resolved = chosen.resolve()
+    moe = resolved.moe
+    if chosen.moe == "auto" and moe == "reference":
+        moe = "pallas_gpu_interpret"
+    attention = resolved.attention
+    if chosen.attention == "auto" and not on_gpu:
+        attention = "pallas_gpu_interpret"
+    return Kernels(moe, attention, resolved.dequant)
 
 
 def _line(model_name: str, case: Case, path: str, r: dict, cost: dict) -> str:
@@ -399,8 +305,6 @@ def main(argv):
     import jax.numpy as jnp
 
     import gptoss_jax
-    from gptoss_jax import kernels
-    from gptoss_jax import params as params_lib
     from gptoss_jax.config import get_config
     from gptoss_jax.progress import Progress
 
@@ -414,24 +318,25 @@ def main(argv):
     batches, contexts = case_sizes(backend)
     dtype = jnp.dtype(FLAGS.dtype)
     out_path = FLAGS.out or os.path.join("runs", f"bench-{datetime.datetime.now():%Y%m%d-%H%M%S}.json")
-    paths = {p: _path_impls(p) for p in FLAGS.paths}
+    paths = {p: _path_kernels(p) for p in FLAGS.paths}
     device = jax.devices()[0]
     report = {"device": f"{device.platform}: {device.device_kind}", "jax": jax.__version__,
               "host": platform.node(), "when": datetime.datetime.now().isoformat(timespec="seconds"),
-              "flags": {**{k: FLAGS[k].value for k in ("modes", "paths", "dtype", "moe_impl", "attention_impl",
+              "flags": {**{k: FLAGS[k].value for k in ("modes", "paths", "dtype", "moe_impl", "attention_impl", "moe_dequant",
                                                        "timed_steps", "warmup", "prefill_repeats", "prefill_tokens",
                                                        "bandwidth", "peak_flops")},
                         "batch": batches, "context": contexts},
-              "paths": {p: {"moe": m, "attention": a} for p, (m, a) in paths.items()}, "models": {}}
+              "paths": {p: {"moe": k.moe, "attention": k.attention} for p, k in paths.items()},
+              "kernels": {p: str(k) for p, k in paths.items()}, "models": {}}
     print(f"gptoss bench on {report['device']} (jax {jax.__version__}); paths: "
-          + ", ".join(f"{p} = MoE {m} + attention {a}" for p, (m, a) in paths.items()))
+          + ", ".join(f"{p} = {k}" for p, k in paths.items()))
     if backend == "cpu":
         print("   (CPU: the kernel path runs Pallas' interpreter; its speed means nothing, the plumbing is real)")
     cases = [Case(m, b, c) for m in FLAGS.modes for c in contexts for b in batches]
     for cfg in models:
         budget, source = device_memory_budget()
         plan = memory_plan(cfg, dtype)
-        print_plan(cfg, plan, budget, source)
+        print_plan(cfg, plan, budget, source, dtype)
         entry = report["models"][cfg.name] = {"plan": plan, "budget_bytes": budget, "cases": []}
         if budget is not None and plan["weights_bytes"] > budget:
             print(f"   REFUSED: {cfg.name}'s weights ({_size(plan['weights_bytes'])}) exceed the budget")
@@ -446,11 +351,10 @@ def main(argv):
             cost = (decode_cost(cfg, case.batch, case.context, dtype.itemsize) if case.mode == "decode"
                     else prefill_cost(cfg, prefill_rows(case)[0], case.context, dtype.itemsize))
             row = {"mode": case.mode, "batch": case.batch, "context": case.context, "cost": cost, "paths": {}}
-            for path, (moe, attention) in paths.items():
-                with kernels.using(moe=moe, attention=attention):
-                    model = gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype)   # a fresh jit: traced with these
-                    run = run_decode if case.mode == "decode" else run_prefill
-                    result = run(model, case, budget, resident)
+            for path, kernels in paths.items():
+                model = gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype, kernels=kernels)
+                run = run_decode if case.mode == "decode" else run_prefill
+                result = run(model, case, budget, resident)
                 bar.update(1, f"{case.name} {path}")
                 if FLAGS.progress:
                     sys.stderr.write("\n")

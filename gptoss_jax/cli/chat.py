@@ -14,6 +14,7 @@ from gptoss_jax import chat as chat_lib
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
+from gptoss_jax.harmony.constants import REASONING_EFFORTS, VOCAB_SIZE
 from gptoss_jax.cli import engine_flags as eflags
 
 flags.DEFINE_bool("raw", False, "Continue a raw token stream instead of a harmony chat.")
@@ -44,8 +45,8 @@ def run_chat(engine, sampling, stream_in=None, tools=()) -> None:
             print("[conversation cleared]")
             continue
         if cmd == "/effort":
-            if arg not in ("low", "medium", "high"):
-                print("[usage: /effort low|medium|high]")
+            if arg not in REASONING_EFFORTS:
+                print(f"[usage: /effort {'|'.join(REASONING_EFFORTS)}]")
             else:
                 FLAGS.reasoning_effort = arg
                 print(f"[reasoning effort {arg}]")
@@ -117,7 +118,7 @@ def main(argv):
     enc = eflags.try_tokenizer()
     cfg = common.model_config()
     sampling = eflags.sampling_params(cfg.vocab_size)
-    harmony_chat = not FLAGS.raw and enc is not None and cfg.vocab_size == eflags.HARMONY_VOCAB
+    harmony_chat = not FLAGS.raw and enc is not None and cfg.vocab_size == VOCAB_SIZE
     if harmony_chat:  # the flags' chat settings and sampling, checked on a probe turn before the long load
         tools = chat_flags.builtin_tools()
         probe = chat_flags.chat_request([{"role": "user", "content": "hello"}], sampling)

@@ -9,8 +9,9 @@ import sys
 from absl import app, flags
 
 from gptoss_jax import chat as chat_lib
+from gptoss_jax.harmony.constants import REASONING_EFFORTS
 
-flags.DEFINE_enum("reasoning_effort", "medium", ["low", "medium", "high"], "Reasoning effort in the system message.")
+flags.DEFINE_enum("reasoning_effort", "medium", list(REASONING_EFFORTS), "Reasoning effort in the system message.")
 flags.DEFINE_string("system", None, "Developer instructions (what a system prompt is in OpenAI chat).")
 flags.DEFINE_string("tools", None, "OpenAI function tools: a JSON list, or @path to a file holding one.")
 flags.DEFINE_string("tool_choice", "auto", "auto | none | required | a function name (enforced by the sampler).")

@@ -19,6 +19,7 @@ from gptoss_jax import chat as chat_lib
 from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import SamplingParams, score
+from gptoss_jax.params import count_params
 from gptoss_jax.cli import engine_flags as eflags
 
 FLAGS = flags.FLAGS
@@ -36,7 +37,7 @@ def main(argv):
     model = common.load_model()
     t_load = time.perf_counter() - t0
     engine = eflags.build_engine(model, num_slots=2)
-    print(f"model {model.cfg.name}: {model.cfg.param_count() / 1e6:.1f}M weights ({model.param_bytes() / 1e6:.1f} MB, "
+    print(f"model {model.cfg.name}: {count_params(model.cfg) / 1e6:.1f}M weights ({model.param_bytes() / 1e6:.1f} MB, "
           f"MXFP4 experts packed) on {jax.devices()[0].platform}, loaded in {t_load:.1f}s")
     greedy = SamplingParams(temperature=0.0, max_tokens=FLAGS.max_tokens)
     messages = [{"role": "user", "content": QUESTION}]

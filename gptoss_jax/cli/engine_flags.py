@@ -7,6 +7,7 @@ from absl import app, flags
 from gptoss_jax.engine.compilation import enable_persistent_cache
 from gptoss_jax.engine.requests import Limits, Request, RequestError, SamplingParams, validate
 from gptoss_jax.engine.scheduler import Engine
+from gptoss_jax.harmony.constants import STOP_TOKENS, VOCAB_SIZE
 
 FLAGS = flags.FLAGS
 
@@ -45,8 +46,6 @@ flags.DEFINE_string("prompt", None, "Prompt text (tokenized with the harmony tok
 flags.DEFINE_string("prompt_ids", None, "Prompt as comma-separated token ids, e.g. 1,2,3.")
 flags.DEFINE_bool("json", False, "Print JSON (token ids, logprobs, finish reasons, timings) instead of text.")
 
-HARMONY_VOCAB = 201088
-HARMONY_STOPS = (200002, 200007, 200012)
 MAX_STOP_TOKEN_IDS = 8
 
 
@@ -79,7 +78,7 @@ def sampling_params(vocab_size: int, **override) -> SamplingParams:
             raise app.UsageError(f"--logit_bias item {item!r}: expected 'token_id:bias'")
     stops = FLAGS.stop_token_ids.strip()
     if stops == "harmony":
-        stop_ids = HARMONY_STOPS if vocab_size == HARMONY_VOCAB else ()
+        stop_ids = tuple(sorted(STOP_TOKENS)) if vocab_size == VOCAB_SIZE else ()
     else:
         stop_ids = tuple(parse_ids(stops, "stop_token_ids"))
     kw = dict(temperature=FLAGS.temperature, top_p=FLAGS.top_p, top_k=FLAGS.top_k, min_p=FLAGS.min_p,

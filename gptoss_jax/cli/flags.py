@@ -1,7 +1,6 @@
-"""Flags every model-running subcommand shares, and the one way they turn into a loaded model."""
+"""Flags every model-running subcommand shares, and the one way they turn into a model (api.build_model)."""
 from __future__ import annotations
 
-import os
 import sys
 
 from absl import flags
@@ -21,61 +20,48 @@ flags.DEFINE_string("synthetic_dir", None,
 flags.DEFINE_string("mesh", None, "Mesh shape 'data,expert,tensor' over all devices, e.g. '1,8,1'; default: one "
                     "device (in a multi-process job: every device on the expert axis).")
 flags.DEFINE_enum("dtype", "bfloat16", ["bfloat16", "float32"], "Compute dtype.")
-flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul implementation: auto, reference, or a kernel name.")
+flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul kernel: auto (the best for the backend), reference, "
+                    "pallas_gpu, pallas_tpu, or their *_interpret forms.")
+flags.DEFINE_string("attention_impl", "auto", "Decode attention kernel: auto (pallas_gpu on a GPU, xla elsewhere), "
+                    "xla, pallas_gpu, pallas_gpu_interpret.")
+flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto, e4m3, asm.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
 flags.DEFINE_bool("check_finite", True, "Refuse a checkpoint whose weights hold NaN or inf (one on-device pass "
                   "over the weights after loading); --nocheck_finite skips it.")
 
 
-def model_mesh():
-    """The mesh --mesh describes: over all devices of the job, or over this replica's devices (--replicas > 1)."""
-    from gptoss_jax import distributed, sharding
-
-    if FLAGS.replicas == 1:
-        if FLAGS.mesh is None and distributed.is_initialized():
-            return sharding.make_mesh(None)  # several processes: no single device could hold the model
-        return None if FLAGS.mesh is None else sharding.make_mesh(FLAGS.mesh)
-    devices = distributed.replica_info(FLAGS.replicas).devices()
-    return sharding.make_mesh(FLAGS.mesh or (1, len(devices), 1), devices)
+def model_source() -> str:
+    """What the flags name: --checkpoint, else --model (a preset, or a checkpoint folder given as --model, which
+    is loaded as the checkpoint: never random weights of its shape)."""
+    return FLAGS.checkpoint or FLAGS.model
 
 
-def checkpoint_path() -> str | None:
-    """The checkpoint folder the flags name: --checkpoint, or --model when it is a folder rather than a preset (a
-    checkpoint path given as --model must never become random weights of its shape); None: a synthetic preset."""
-    from gptoss_jax.config import PRESETS
+def kernels_from_flags():
+    """The Kernels the flags ask for (unresolved; a bad name fails here, before anything loads)."""
+    from gptoss_jax.kernels import Kernels
 
-    if FLAGS.checkpoint:
-        return FLAGS.checkpoint
-    return FLAGS.model if FLAGS.model not in PRESETS and os.path.isdir(FLAGS.model) else None
+    return Kernels(moe=FLAGS.moe_impl, attention=FLAGS.attention_impl, dequant=FLAGS.moe_dequant)
 
 
 def model_config():
     """The ModelConfig of the model the flags describe, without loading (or writing) any weights: commands check
     their input against it before the load, which takes minutes for the big models."""
-    from gptoss_jax.api import read_config
     from gptoss_jax.config import get_config
 
-    path = checkpoint_path()
-    return read_config(path) if path else get_config(FLAGS.model)
+    return get_config(model_source())
 
 
 def load_model(counter=None):
-    """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernel); joins the multi-process
+    """The model the flags describe (checkpoint or synthetic preset, mesh, dtype, kernels); joins the multi-process
     job first if the CLI entry point has not. counter: a ByteCounter of the checkpoint bytes this process reads."""
-    import gptoss_jax
-    from gptoss_jax import kernels
+    from gptoss_jax import api, distributed
 
     init_distributed()
-    kernels.set_impl(FLAGS.moe_impl)
-    from gptoss_jax.checkpoint.synthetic import cached_checkpoint
-
-    mesh = model_mesh()  # a bad --mesh fails before anything is written or read
-    path = checkpoint_path()
-    if path is None:
-        from gptoss_jax import distributed
-
-        if distributed.is_main():
-            print(f"(no --checkpoint: the synthetic {FLAGS.model} model, random weights)", file=sys.stderr)
-        path = cached_checkpoint(FLAGS.model, FLAGS.seed, FLAGS.synthetic_dir, show_progress=FLAGS.progress)
-    return gptoss_jax.load(path, mesh=mesh, dtype=FLAGS.dtype, show_progress=FLAGS.progress, counter=counter,
+    source = model_source()
+    mesh = api.resolve_mesh(FLAGS.mesh, FLAGS.replicas)   # bad options fail before anything is said or written
+    kernels = kernels_from_flags()
+    if api.is_preset(source) and distributed.is_main():
+        print(f"(no --checkpoint: the synthetic {source} model, random weights)", file=sys.stderr)
+    return api.build_model(source, mesh=mesh, dtype=FLAGS.dtype, kernels=kernels, seed=FLAGS.seed,
+                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter,
                            check_finite=FLAGS.check_finite)

@@ -21,6 +21,7 @@ from gptoss_jax.cli import chat_flags
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import COUNTER, Request, RequestError, Result
 from gptoss_jax.cli import engine_flags as eflags
+from gptoss_jax.harmony.constants import VOCAB_SIZE
 
 flags.DEFINE_bool("chat", False, "Treat --prompt as a user message of a harmony chat (see --reasoning_effort, "
                   "--system, --tools, --response_format).")
@@ -39,9 +40,9 @@ def _print_stream(engine, req, enc) -> Result:
 def _chat_requests(cfg) -> list[chat_lib.ChatRequest]:
     """--chat / --messages as one ChatRequest a sample, checked against the model's config (rendered, constraint
     compiled, sampling validated) before the model loads."""
-    if cfg.vocab_size != eflags.HARMONY_VOCAB:
+    if cfg.vocab_size != VOCAB_SIZE:
         raise app.UsageError(f"--chat and --messages need a model with the o200k_harmony vocabulary "
-                             f"({eflags.HARMONY_VOCAB} tokens); {cfg.name} has {cfg.vocab_size} (use --prompt_ids)")
+                             f"({VOCAB_SIZE} tokens); {cfg.name} has {cfg.vocab_size} (use --prompt_ids)")
     if FLAGS.messages is not None:
         messages = chat_flags.json_flag("messages", FLAGS.messages, "a JSON list of OpenAI chat messages")
     elif FLAGS.prompt is not None:

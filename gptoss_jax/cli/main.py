@@ -34,25 +34,14 @@ def _usage() -> str:
 
 
 def input_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that describe bad input (each names what is wrong and what was expected), raised where the
-    input enters: the loader, config, mesh, request validation, harmony chat input. The CLI shows them as one line."""
+    """The exceptions the CLI shows as one line: absl's usage errors and every error the project raises on purpose
+    (gptoss_jax.errors: bad input, a missing package or tool, a job that cannot start), each naming what is wrong and
+    what was expected."""
     from absl import app
 
-    from gptoss_jax.api import InputError  # engine.RequestError is one
-    from gptoss_jax.checkpoint.safetensors_io import CheckpointError
-    from gptoss_jax.config import ConfigError
-    from gptoss_jax.distributed import DistributedError
-    from gptoss_jax.kernels import KernelError
-    from gptoss_jax.sharding import ShardingError
+    from gptoss_jax.errors import GptOssError
 
-    errors = [app.UsageError, InputError, CheckpointError, ConfigError, DistributedError, KernelError, ShardingError]
-    try:
-        from gptoss_jax.harmony import ChatInputError, ConstraintError, VocabularyError
-
-        errors += [ChatInputError, ConstraintError, VocabularyError]
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (app.UsageError, GptOssError)
 
 
 def subcommand_help(sub: str, module) -> str:

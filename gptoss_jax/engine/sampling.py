@@ -72,26 +72,27 @@ def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, num_to
     request fails alone. The log-probability comes from the raw logits, so it is NaN exactly where they are not
     finite: the host tells the two causes apart by it.
     """
-    x = adjust_logits(logits, rows, allowed)
-    ok = jnp.isfinite(x.max(-1))
-    greedy = jnp.argmax(x, axis=-1).astype(jnp.int32)
-    hot = rows.temperature > 0
+    with jax.named_scope("sampling"):
+        x = adjust_logits(logits, rows, allowed)
+        ok = jnp.isfinite(x.max(-1))
+        greedy = jnp.argmax(x, axis=-1).astype(jnp.int32)
+        hot = rows.temperature > 0
 
-    def stochastic(x):
-        t = jnp.where(hot, rows.temperature, 1.0)[:, None]
-        y = filter_top(x / t, rows.top_k, rows.top_p, rows.min_p)
-        return draw(y, rows)
+        def stochastic(x):
+            t = jnp.where(hot, rows.temperature, 1.0)[:, None]
+            y = filter_top(x / t, rows.top_k, rows.top_p, rows.min_p)
+            return draw(y, rows)
 
-    drawn = lax.cond(jnp.any(hot), stochastic, lambda x: greedy, x)
-    tok = jnp.where(hot, drawn, greedy)
-    logp = jax.nn.log_softmax(logits, axis=-1)
-    lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
-    if num_top:
-        top_lp, top_id = lax.top_k(logp, num_top)
-    else:
-        top_lp = jnp.zeros((logits.shape[0], 0), jnp.float32)
-        top_id = jnp.zeros((logits.shape[0], 0), jnp.int32)
-    return tok, lp, top_id.astype(jnp.int32), top_lp, ok
+        drawn = lax.cond(jnp.any(hot), stochastic, lambda x: greedy, x)
+        tok = jnp.where(hot, drawn, greedy)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+        if num_top:
+            top_lp, top_id = lax.top_k(logp, num_top)
+        else:
+            top_lp = jnp.zeros((logits.shape[0], 0), jnp.float32)
+            top_id = jnp.zeros((logits.shape[0], 0), jnp.int32)
+        return tok, lp, top_id.astype(jnp.int32), top_lp, ok
 
 
 def record(rows: SlotState, tok: jax.Array, want: jax.Array, ok: jax.Array, max_len: int) -> SlotState:

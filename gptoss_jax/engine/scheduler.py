@@ -125,7 +125,7 @@ class Engine:
         self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None)
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
-        self.steps = steps_for(cfg, model.dtype, model.mesh, max_top_logprobs, max_len)
+        self.steps = steps_for(model, max_top_logprobs, max_len)
         # everything the steps take lives committed where the weights are, so the first call compiles the same
         # program as every later one (whose inputs are earlier outputs)
         if model.mesh is None:
@@ -146,8 +146,19 @@ class Engine:
 
     # ================================================================================================ public API
     def submit(self, request: Request, on_token: Callable[[TokenEvent], None] | None = None) -> str:
-        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take."""
+        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take.
+
+        A constraint that offers capped(n) gets the request's real limit, at most what fits in this engine's
+        context (so it closes its value in time, whoever built it); a value that cannot fit is refused here."""
         req, prompt, bias = rq.validate(request, self.limits)
+        c = req.constraint
+        if callable(getattr(c, "capped", None)):
+            room = self.max_len - len(prompt)
+            try:
+                fitted = c.capped(min(req.sampling.max_tokens or room, room))
+            except Exception as e:  # noqa: BLE001 - the constraint's own refusal names the problem
+                raise RequestError("constraint", f"{type(e).__name__}: {e}") from None
+            req = dataclasses.replace(req, constraint=fitted)
         with self._lock:
             seed = req.sampling.seed if req.sampling.seed is not None else int(self._rng.integers(0, 2 ** 31))
             if req.id in self.results or any(x.id == req.id for x in self._in_flight()):

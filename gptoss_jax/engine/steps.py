@@ -12,29 +12,29 @@ into every step that changes them, so they are updated in place and memory never
   decode_forward + decode_sample
                  one token in two calls, for batches with constrained slots: the host computes the next token
                  masks while the device runs decode_forward, then decode_sample applies them
-Steps are built once per (model config, dtype, mesh, kernel, engine sizes) and shared by every Engine with those,
-so tests and restarts inside one process reuse compilations.
+Steps run the model's own Transformer module and are built once per (model key = config, dtype, mesh, kernels;
+engine sizes) and shared by every Engine with those, so tests and restarts inside one process reuse compilations,
+and two models that differ in any of them (a kernel choice included) never share a compiled step.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from gptoss_jax import kernels, sharding
-from gptoss_jax.config import ModelConfig
+from gptoss_jax import sharding
 from gptoss_jax.engine import sampling
 from gptoss_jax.engine.slots import SlotState, admit_row
-from gptoss_jax.model.transformer import CACHE_AXES, KVCache, Transformer
+from gptoss_jax.model.transformer import CACHE_AXES, KVCache
 
 
 class Steps:
-    def __init__(self, cfg: ModelConfig, dtype, mesh, num_top: int, max_len: int):
-        self.cfg, self.mesh, self.num_top, self.max_len = cfg, mesh, num_top, max_len
-        self.module = Transformer(cfg, dtype, mesh)
+    def __init__(self, module, num_top: int, max_len: int):
+        """module: the model's Transformer (config, dtype, mesh and kernels are its fields)."""
+        self.module = module
+        self.cfg, self.mesh, self.num_top, self.max_len = module.cfg, module.mesh, num_top, max_len
         self.admit = jax.jit(self._admit, donate_argnums=(0,))
         self.prefill = jax.jit(self._prefill, static_argnames=("kv_len", "score"), donate_argnums=(1, 2))
         self.decode_loop = jax.jit(self._decode_loop, static_argnames=("kv_len", "n_steps"), donate_argnums=(1, 2))
@@ -159,11 +159,15 @@ class Steps:
                 ("admit", "prefill", "decode_loop", "decode_forward", "decode_sample")}
 
 
-@functools.lru_cache(maxsize=16)
-def _steps(cfg, dtype, mesh, impl, num_top, max_len) -> Steps:
-    del impl  # part of the key: a different kernel traces a different program
-    return Steps(cfg, dtype, mesh, num_top, max_len)
+_CACHE: dict[tuple, Steps] = {}
+_CACHE_SIZE = 16
 
 
-def steps_for(cfg: ModelConfig, dtype, mesh, num_top: int, max_len: int) -> Steps:
-    return _steps(cfg, jnp.dtype(dtype), mesh, kernels.resolve_impl(), num_top, max_len)
+def steps_for(model, num_top: int, max_len: int) -> Steps:
+    """The shared Steps of a GptOss model (keyed by model.key: config, dtype, mesh, kernels) and engine sizes."""
+    key = (*model.key, num_top, max_len)
+    if key not in _CACHE:
+        while len(_CACHE) >= _CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = Steps(model.module, num_top, max_len)
+    return _CACHE[key]

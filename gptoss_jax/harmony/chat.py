@@ -21,6 +21,8 @@ import numbers
 import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from gptoss_jax.errors import InputError
+
 from .builtin_tools import builtin_namespace
 from .conversation import (CONSTRAIN_JSON, DEFAULT_KNOWLEDGE_CUTOFF, DEFAULT_MODEL_IDENTITY, REASONING_EFFORTS,
                            Author, Conversation, DeveloperContent, Message, ResponseFormat, Role, SystemContent,
@@ -31,7 +33,7 @@ _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _TEXT_PART_TYPES = ("text", "input_text", "output_text")
 
 
-class ChatInputError(ValueError):
+class ChatInputError(InputError):
     """OpenAI-style chat input that cannot be mapped to harmony; the message says what and what was expected."""
 
 

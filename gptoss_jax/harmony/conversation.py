@@ -11,10 +11,11 @@ import dataclasses
 import enum
 from typing import Any, Iterable, Sequence, Union
 
+from gptoss_jax.harmony.constants import REASONING_EFFORTS
+
 DEFAULT_MODEL_IDENTITY = "You are ChatGPT, a large language model trained by OpenAI."
 DEFAULT_KNOWLEDGE_CUTOFF = "2024-06"
 DEFAULT_CHANNELS = ("analysis", "commentary", "final")
-REASONING_EFFORTS = ("low", "medium", "high")
 CONSTRAIN_JSON = "<|constrain|>json"
 
 

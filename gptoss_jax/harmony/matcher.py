@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gptoss_jax.errors import InputError
+
 from . import tokenizer as tok
 from .closing import BITMASK_WORDS, SEARCHES, JsonDepth, PlanBudget, PlanResult, done, plan_completion
 
@@ -15,7 +17,7 @@ if TYPE_CHECKING:
     from .constrain import CompiledGrammar
 
 
-class ConstraintError(ValueError):
+class ConstraintError(InputError):
     """A schema/grammar that cannot be compiled (the message names the problem), or a token the constraint
     does not allow."""
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import codecs
 import re
 
+from gptoss_jax.errors import GptOssError
+
 from . import tokenizer as tok
 from .conversation import Author, Message, Role, TextContent
 
@@ -24,7 +26,7 @@ _CHANNEL_MARK = "<|channel|>"
 _CONSTRAIN_MARK = "<|constrain|>"
 
 
-class HarmonyParseError(ValueError):
+class HarmonyParseError(GptOssError, ValueError):
     """Malformed harmony output (strict parsing only). The message says what was found and what was expected."""
 
 

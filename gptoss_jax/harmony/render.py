@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from gptoss_jax.errors import InputError
+
 from . import tokenizer as tok
 from .conversation import (DeveloperContent, Message, ResponseFormat, Role, SystemContent, TextContent,
                            ToolNamespace)
@@ -21,7 +23,7 @@ from .schema_ts import json_text, rust_lines, schema_to_typescript
 _CONSTRAIN_TEXT = "<|constrain|>"
 
 
-class RenderError(ValueError):
+class RenderError(InputError):
     """A conversation that cannot be rendered (e.g. a tool message without a name)."""
 
 

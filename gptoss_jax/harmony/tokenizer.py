@@ -26,11 +26,15 @@ import uuid
 
 import tiktoken
 
+from gptoss_jax.errors import SetupError
+from gptoss_jax.harmony.constants import (CALL, CHANNEL, CONSTRAIN, END, ENDOFPROMPT, ENDOFTEXT, MESSAGE,  # noqa: F401
+                                         NAMED_SPECIAL_TOKENS, RETURN, START, STARTOFTEXT, STOP_TOKENS,
+                                         STOP_TOKENS_FOR_ASSISTANT_ACTIONS, VOCAB_SIZE)
+
 O200K_BASE_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
 O200K_BASE_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
 O200K_BASE_FILENAME = "o200k_base.tiktoken"
 O200K_BASE_NUM_RANKS = 199998
-VOCAB_SIZE = 201088  # the model's embedding rows: ranks + every special/reserved id
 
 # Token-splitting regex of o200k_base (the spec of the encoding; tests check it equals tiktoken's).
 O200K_PAT_STR = "|".join([
@@ -43,34 +47,13 @@ O200K_PAT_STR = "|".join([
     r"""\s+""",
 ])
 
-# Harmony special tokens.
-STARTOFTEXT = 199998
-ENDOFTEXT = 199999
-RETURN = 200002
-CONSTRAIN = 200003
-CHANNEL = 200005
-START = 200006
-END = 200007
-MESSAGE = 200008
-CALL = 200012
-ENDOFPROMPT = 200018
-
-NAMED_SPECIAL_TOKENS = {
-    "<|startoftext|>": STARTOFTEXT, "<|endoftext|>": ENDOFTEXT, "<|return|>": RETURN,
-    "<|constrain|>": CONSTRAIN, "<|channel|>": CHANNEL, "<|start|>": START, "<|end|>": END,
-    "<|message|>": MESSAGE, "<|call|>": CALL, "<|endofprompt|>": ENDOFPROMPT,
-}
 SPECIAL_TOKENS: dict[str, int] = dict(NAMED_SPECIAL_TOKENS)
 SPECIAL_TOKENS.update({f"<|reserved_{i}|>": i for i in range(200000, VOCAB_SIZE)
                        if i not in NAMED_SPECIAL_TOKENS.values()})
 FIRST_SPECIAL_ID = STARTOFTEXT
 
-# Sampling stops on any of these; an assistant *action* (the reply to hand back) ends on return or call.
-STOP_TOKENS: frozenset[int] = frozenset({RETURN, END, CALL})
-STOP_TOKENS_FOR_ASSISTANT_ACTIONS: frozenset[int] = frozenset({RETURN, CALL})
 
-
-class VocabularyError(RuntimeError):
+class VocabularyError(SetupError):
     """The o200k_base vocabulary could not be had offline, or it did not match its sha256."""
 
 

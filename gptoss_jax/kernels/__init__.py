@@ -1,45 +1,53 @@
 """The hot paths behind stable signatures. The model calls `expert_matmul` (and, when decoding one token a row,
-`decode_attention`) and never knows which kernel runs.
+`decode_attention`) with the kernel names it was built with: a `Kernels` value is part of the model's static
+description (gptoss_jax.load(..., kernels=Kernels(...)), shown in repr(model)), so two models in one process can run
+different kernels, and every compiled step is keyed by it. Nothing here is process-global but the registry of what
+exists.
 
-MoE: implementations register under a name; `set_impl` (or the GPTOSS_MOE_IMPL environment variable, or the CLI
-flag --moe_impl) picks one, and "auto" picks the fastest one available on the current backend, falling back to the
-plain-jnp reference where no kernel applies:
+MoE (`Kernels.moe`): implementations register under a name; "auto" picks the fastest one registered for the
+backend, falling back to the plain-jnp reference where no kernel applies:
   reference              plain jnp (any backend; the fallback)
-  pallas_gpu             Pallas/Triton kernel (auto on GPU); the reference for dense weights or without a GPU
-  pallas_tpu             Pallas/Mosaic TPU kernel (auto on TPU); the reference for dense weights or without a TPU
+  pallas_gpu             Pallas/Triton kernel (auto on GPU); resolves to the reference without a GPU
+  pallas_tpu             Pallas/Mosaic TPU kernel (auto on TPU); resolves to the reference without a TPU
   pallas_gpu_interpret   the GPU kernel through Pallas' interpreter (any backend: tests, CPU benchmarks)
   pallas_tpu_interpret   the TPU kernel through Pallas' interpreter
+`Kernels.dequant` picks the GPU kernel's MXFP4 decoding route (DEQUANT_ROUTES; "auto" = the default route).
 
-Decode attention: `set_attention_impl` (or GPTOSS_ATTENTION_IMPL) picks "xla" (the `attend` core of
-model/attention.py), "pallas_gpu" (kernels/attention_gpu.py) or "pallas_gpu_interpret"; "auto" is pallas_gpu on
-a GPU backend and xla everywhere else (pallas_gpu, too, falls back to xla without a GPU). The kernel serves single-device decode steps (one token a row); everything
-else takes the XLA path.
-
-The choice is read when a function is traced: jitted functions traced before a change keep their kernels.
+Decode attention (`Kernels.attention`): "xla" (the `attend` core of model/attention.py), "pallas_gpu"
+(kernels/attention_gpu.py) or "pallas_gpu_interpret"; "auto" is pallas_gpu on a GPU backend and xla everywhere else
+(pallas_gpu, too, resolves to xla without a GPU). The kernel serves single-device decode steps (one token a row);
+everything else takes the XLA path.
 """
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import importlib
-import os
 from typing import Callable
 
 import jax
 
+from gptoss_jax.errors import KernelError
 from gptoss_jax.kernels.moe_reference import expert_matmul_reference
 
-class KernelError(ValueError):
-    """A kernel name that names no implementation (the message lists the ones there are)."""
-
+__all__ = ["ATTENTION_IMPLS", "DEQUANT_ROUTES", "REFERENCE", "KernelError", "Kernels", "available", "decode_attention",
+           "expert_matmul", "register"]
 
 _IMPLS: dict[str, Callable] = {"reference": expert_matmul_reference}
 # backend -> names to try in order for "auto"
 _AUTO_ORDER: dict[str, list[str]] = {"cpu": ["reference"], "gpu": ["reference"], "tpu": ["reference"]}
-_selected = os.environ.get("GPTOSS_MOE_IMPL", "auto")
+# backend a compiled (non-interpret) kernel needs; without it the name resolves to the reference
+_NEEDS_BACKEND: dict[str, str] = {}
+ATTENTION_IMPLS = ("xla", "pallas_gpu", "pallas_gpu_interpret")
+# MXFP4 -> bf16 decoding routes of the GPU MoE kernel (kernels/dequant.py); the first is the default
+DEQUANT_ROUTES = ("e4m3", "asm")
 
 
-def register(name: str, fn: Callable, *, auto_on: tuple[str, ...] = ()) -> None:
+def register(name: str, fn: Callable, *, auto_on: tuple[str, ...] = (), needs: str | None = None) -> None:
+    """Add an MoE implementation: fn(x, w, group_sizes, *, layer=None, dequant=...) -> f32 [M, N].
+    auto_on: backends where "auto" prefers it; needs: the backend it must run on (else the reference runs)."""
     _IMPLS[name] = fn
+    if needs:
+        _NEEDS_BACKEND[name] = needs
     for backend in auto_on:
         order = _AUTO_ORDER.setdefault(backend, ["reference"])
         if name not in order:
@@ -50,37 +58,69 @@ def available() -> list[str]:
     return sorted(_IMPLS)
 
 
-def set_impl(name: str) -> None:
-    global _selected
-    if name != "auto" and name not in _IMPLS:
-        raise KernelError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
-    _selected = name
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+    """Which implementation runs each hot path. A static, hashable value: a model is built with one (resolved for
+    its backend when the model is built), passes it down to its modules, and compiled steps are keyed by it."""
+    moe: str = "auto"          # expert matmul: "auto" or a registered name (available())
+    attention: str = "auto"    # decode attention: "auto" or one of ATTENTION_IMPLS
+    dequant: str = "auto"      # MXFP4 decoding route inside the GPU MoE kernel: "auto" or one of DEQUANT_ROUTES
+
+    def __post_init__(self):
+        if self.moe != "auto" and self.moe not in _IMPLS:
+            raise KernelError(f"unknown MoE kernel {self.moe!r}: expected 'auto' or one of {available()}")
+        if self.attention != "auto" and self.attention not in ATTENTION_IMPLS:
+            raise KernelError(f"unknown attention implementation {self.attention!r}: expected 'auto' or one of "
+                              f"{ATTENTION_IMPLS}")
+        if self.dequant != "auto" and self.dequant not in DEQUANT_ROUTES:
+            raise KernelError(f"unknown MXFP4 dequantization route {self.dequant!r}: expected 'auto' or one of "
+                              f"{DEQUANT_ROUTES}")
+
+    def resolve(self, backend: str | None = None) -> "Kernels":
+        """The concrete kernels that run on `backend` (default: JAX's default backend): "auto" picks the best
+        registered one, a compiled kernel whose backend is absent falls back (MoE: reference, attention: xla)."""
+        backend = backend or jax.default_backend()
+        moe = self.moe
+        if moe == "auto":
+            moe = next((c for c in _AUTO_ORDER.get(backend, ["reference"]) if c in _IMPLS), "reference")
+        if _NEEDS_BACKEND.get(moe, backend) != backend:
+            moe = "reference"
+        attention = self.attention
+        if attention == "auto":
+            attention = "pallas_gpu" if backend == "gpu" else "xla"
+        if attention == "pallas_gpu" and backend != "gpu":
+            attention = "xla"
+        dequant = DEQUANT_ROUTES[0] if self.dequant == "auto" else self.dequant
+        return Kernels(moe, attention, dequant)
+
+    def __str__(self) -> str:
+        moe = f"{self.moe}({self.dequant})" if self.moe.startswith("pallas_gpu") else self.moe
+        return f"moe={moe} attention={self.attention}"
 
 
-def resolve_impl(name: str | None = None) -> str:
-    name = name or _selected
-    if name != "auto":
-        if name not in _IMPLS:
-            raise KernelError(f"unknown MoE kernel {name!r}: expected 'auto' or one of {available()}")
-        return name
-    for cand in _AUTO_ORDER.get(jax.default_backend(), ["reference"]):
-        if cand in _IMPLS:
-            return cand
-    return "reference"
+# what a module built without a choice runs: plain jnp and XLA on every backend
+REFERENCE = Kernels("reference", "xla", DEQUANT_ROUTES[0])
 
 
-def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str | None = None, layer=None) -> jax.Array:
-    """Grouped (ragged) matmul against MXFP4 expert weights.
+def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str = "reference", dequant: str = "e4m3",
+                  layer=None) -> jax.Array:
+    """Grouped (ragged) matmul against MXFP4 expert weights, by the implementation named `impl` (a resolved name).
 
     x [M, K] in the compute dtype, rows sorted by expert; w an Mxfp4Weight [G, N, K] (or a dense [G, N, K] array);
     group_sizes [G] int32. Returns float32 [M, N]: out[m] = x[m] @ W[group(m)].T, zeros for rows past the groups.
+    dequant: the MXFP4 decoding route (GPU kernel only).
 
     layer (optional int32 scalar): w is stacked over layers, [P, G, N, K], and layer `layer` is used. Kernels then
     read the routed experts of that layer straight from the stacked weights; slicing w[layer] in XLA instead (as a
     scan over stacked weights does) makes XLA copy the layer's whole expert tensor before a kernel or loop can use it.
     """
-    fn = _IMPLS[resolve_impl(impl)]
-    return fn(x, w, group_sizes) if layer is None else fn(x, w, group_sizes, layer=layer)
+    if impl not in _IMPLS:
+        raise KernelError(f"unknown MoE kernel {impl!r}: expected one of {available()}")
+    fn = _IMPLS[impl]
+    kw = {} if layer is None else {"layer": layer}
+    if impl.startswith("pallas_gpu"):
+        kw["dequant"] = dequant
+    return fn(x, w, group_sizes, **kw)
 
 
 def _lazy(module: str, attr: str, **kwargs) -> Callable:
@@ -91,31 +131,10 @@ def _lazy(module: str, attr: str, **kwargs) -> Callable:
     return call
 
 
-register("pallas_gpu", _lazy("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu"), auto_on=("gpu",))
+register("pallas_gpu", _lazy("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu"), auto_on=("gpu",), needs="gpu")
 register("pallas_gpu_interpret", _lazy("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu", interpret=True))
-register("pallas_tpu", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu"), auto_on=("tpu",))
+register("pallas_tpu", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu"), auto_on=("tpu",), needs="tpu")
 register("pallas_tpu_interpret", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu", interpret=True))
-
-# ------------------------------------------------------------------------------------------------ decode attention
-ATTENTION_IMPLS = ("xla", "pallas_gpu", "pallas_gpu_interpret")
-_attention_selected = os.environ.get("GPTOSS_ATTENTION_IMPL", "auto")
-
-
-def set_attention_impl(name: str) -> None:
-    global _attention_selected
-    resolve_attention_impl(name)
-    _attention_selected = name
-
-
-def resolve_attention_impl(name: str | None = None) -> str:
-    name = name or _attention_selected
-    if name == "auto":
-        return "pallas_gpu" if jax.default_backend() == "gpu" else "xla"
-    if name not in ATTENTION_IMPLS:
-        raise KernelError(f"unknown attention implementation {name!r}: expected 'auto' or one of {ATTENTION_IMPLS}")
-    if name == "pallas_gpu" and jax.default_backend() != "gpu":
-        return "xla"                       # the compiled kernel needs a GPU; fall back like the MoE kernels do
-    return name
 
 
 def decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, *, impl: str) -> jax.Array:
@@ -123,20 +142,5 @@ def decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, *, impl: str) ->
     from gptoss_jax.kernels import attention_gpu as da
 
     if impl not in ("pallas_gpu", "pallas_gpu_interpret"):
-        raise ValueError(f"decode_attention has no kernel {impl!r}")
+        raise KernelError(f"decode_attention has no kernel {impl!r}; expected pallas_gpu or pallas_gpu_interpret")
     return da.decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, interpret=impl.endswith("_interpret"))
-
-
-@contextlib.contextmanager
-def using(moe: str | None = None, attention: str | None = None):
-    """Select kernels for the duration of a block (tracing inside it sees them), then restore the previous ones."""
-    global _selected, _attention_selected
-    prev = (_selected, _attention_selected)
-    try:
-        if moe is not None:
-            set_impl(moe)
-        if attention is not None:
-            set_attention_impl(attention)
-        yield
-    finally:
-        _selected, _attention_selected = prev

@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
@@ -44,11 +43,6 @@ from gptoss_jax.kernels._triton import pltr
 
 log = logging.getLogger(__name__)
 TARGET_PROGRAMS = 264   # about two programs an SM on an H100 (132 SMs)
-
-# "e4m3" (default: jnp ops only, exact, the same code as interpret mode) or "asm" (inline PTX: about 35% fewer
-# instructions a weight in the sm_90 SASS, not yet run on a GPU). Read when a kernel is traced.
-DEQUANT = os.environ.get("GPTOSS_MOE_DEQUANT", "e4m3")
-
 
 @dataclasses.dataclass(frozen=True)
 class GpuTiles:
@@ -66,8 +60,8 @@ def _pow2_at_least(n: int, lo: int) -> int:
     return max(lo, 1 << max(0, (n - 1).bit_length()))
 
 
-def pick_tiles(m: int, n: int, k: int, g: int) -> GpuTiles:
-    """Default tiles by shape. Chosen from the sm_90 SASS (benchmarks/triton_offline.py), not yet from timings:
+def pick_tiles(m: int, n: int, k: int, g: int, dequant: str = "e4m3") -> GpuTiles:
+    """Default tiles by shape (dequant: the MXFP4 decoding route, kernels.DEQUANT_ROUTES). Chosen from the sm_90 SASS (benchmarks/triton_offline.py), not yet from timings:
     benchmarks/kernel_sweep.py tunes them on a GPU.
 
     Rows per routed group set the window: decode (about one row per expert) gets the 16-row minimum of a tensor-core
@@ -82,8 +76,8 @@ def pick_tiles(m: int, n: int, k: int, g: int) -> GpuTiles:
         # too few loads in flight; split K until about TARGET_PROGRAMS (each share keeps >= 8 K steps)
         programs = -(-n // 64) * min(m, g)
         split = max(1, min(-(-TARGET_PROGRAMS // programs), k // (BLOCK * 4 * 8)))
-        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=DEQUANT, split_k=split)
-    return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3, dequant=DEQUANT)
+        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=dequant, split_k=split)
+    return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3, dequant=dequant)
 
 
 def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTiles, m: int, n: int, k: int,
@@ -132,12 +126,13 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
 
 # jitted so that a caller that drops the result can drop the call: pallas_call itself is never dead-code eliminated,
 # which flax's nn.scan (the model's layer loop) rejects as "broadcasted variable has a data dependency".
-@functools.partial(jax.jit, static_argnames=("tiles", "interpret"))
+@functools.partial(jax.jit, static_argnames=("tiles", "interpret", "dequant"))
 def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
-                        tiles: GpuTiles | None = None, interpret: bool = False) -> jax.Array:
+                        tiles: GpuTiles | None = None, interpret: bool = False, dequant: str = "e4m3") -> jax.Array:
     """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32.
 
     With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are read in place.
+    dequant: the decoding route when `tiles` is not given (explicit tiles carry their own).
     """
     if layer is None:
         blocks, scales, layer = blocks[None], scales[None], 0
@@ -145,7 +140,7 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
     g, n = blocks.shape[1:3]
     if k % BLOCK or blocks.shape[3] * BLOCK != k:
         raise ValueError(f"x has K={k} but the weights hold K={blocks.shape[3] * BLOCK} (multiples of {BLOCK})")
-    tiles = tiles or pick_tiles(m, n, k, g)
+    tiles = tiles or pick_tiles(m, n, k, g, dequant)
     lanes = _pow2_at_least(g + 1, 16)
     sizes = jnp.pad(jnp.concatenate([group_sizes.astype(jnp.int32),
                                      (m - jnp.sum(group_sizes.astype(jnp.int32)))[None]]), (0, lanes - g - 1))
@@ -174,7 +169,7 @@ def _fallback(reason: str, x, w, group_sizes, layer):
 
 
 def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
-                      tiles: GpuTiles | None = None) -> jax.Array:
+                      tiles: GpuTiles | None = None, dequant: str = "e4m3") -> jax.Array:
     """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
     if not isinstance(w, Mxfp4Weight):
         return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)
@@ -182,4 +177,5 @@ def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, in
         return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes, layer)
     if x.shape[0] == 0:
         return jnp.zeros((0, w.blocks.shape[-3]), jnp.float32)
-    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret)
+    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret,
+                               dequant=dequant)

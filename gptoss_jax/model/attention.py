@@ -5,7 +5,7 @@ engine (keys = a sliding layer's ring buffer plus the chunk, or a full layer's c
 positions; a key is visible to a query iff 0 <= k_pos <= q_pos (and q_pos - window < k_pos on sliding layers).
 Softmax runs over [scores, sink] in float32 and the sink column is dropped, online over key blocks so memory stays
 bounded for long caches. Decode steps on one device can instead take a Pallas kernel that reads the cache in place
-(kernels.decode_attention; switch: kernels.set_attention_impl, "xla" everywhere but on a GPU backend).
+(kernels.decode_attention), when the model's Kernels name one (Kernels.attention: "xla" everywhere but on a GPU).
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from gptoss_jax import kernels, sharding
+from gptoss_jax import sharding
+from gptoss_jax.kernels import REFERENCE, Kernels, decode_attention
 from gptoss_jax.config import ModelConfig
 from gptoss_jax.model.common import param_from_spec, rms_norm
 from gptoss_jax.model.rope import apply_rope, rope_cos_sin
@@ -86,6 +87,7 @@ class Attention(nn.Module):
     sliding: bool
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
+    kernels: Kernels = REFERENCE   # resolved names (GptOss resolves them)
 
     @nn.compact
     def __call__(self, x, positions, cache=None, kv_len: int | None = None, layer=0):
@@ -118,7 +120,7 @@ class Attention(nn.Module):
 
         new_cache, out = None, None
         # decode step (one token a row) on one device: the kernel reads the cache in place, valid slots only
-        kernel = kernels.resolve_attention_impl() if cache is not None and x.shape[1] == 1 else "xla"
+        kernel = self.kernels.attention if cache is not None and x.shape[1] == 1 else "xla"
         kernel = kernel if mesh is None or mesh.size == 1 else "xla"
         if cache is None:
             keys, vals, k_pos = k, v, positions
@@ -131,8 +133,8 @@ class Attention(nn.Module):
             if kernel != "xla":
                 # with the new token written, the ring holds exactly the window: slots [0, min(pos + 1, W))
                 hi = jnp.clip(positions[:, 0] + 1, 0, w)
-                out = kernels.decode_attention(q[:, 0], *new_cache, c, jnp.zeros_like(hi), hi, p("sinks"),
-                                               impl=kernel)[:, None]
+                out = decode_attention(q[:, 0], *new_cache, c, jnp.zeros_like(hi), hi, p("sinks"),
+                                       impl=kernel)[:, None]
             else:
                 keys = jnp.concatenate([ring_k[c].astype(dt), k], axis=1)
                 vals = jnp.concatenate([ring_v[c].astype(dt), v], axis=1)
@@ -145,15 +147,16 @@ class Attention(nn.Module):
             span = full_k.shape[2] if kv_len is None else kv_len
             if kernel != "xla":
                 hi = jnp.clip(positions[:, 0] + 1, 0, span)
-                out = kernels.decode_attention(q[:, 0], full_k, full_v, c, jnp.zeros_like(hi), hi, p("sinks"),
-                                               impl=kernel)[:, None]
+                out = decode_attention(q[:, 0], full_k, full_v, c, jnp.zeros_like(hi), hi, p("sinks"),
+                                       impl=kernel)[:, None]
             else:
                 keys = lax.dynamic_slice_in_dim(full_k[c], 0, span, 1).astype(dt)
                 vals = lax.dynamic_slice_in_dim(full_v[c], 0, span, 1).astype(dt)
                 k_pos = jnp.broadcast_to(jnp.arange(span, dtype=jnp.int32)[None], (x.shape[0], span))
 
         if out is None:
-            out = attend(q, keys, vals, positions, k_pos, p("sinks"), window)
+            with jax.named_scope("attend"):
+                out = attend(q, keys, vals, positions, k_pos, p("sinks"), window)
         out = sharding.constrain(out, mesh, ("batch", "seq", "q_heads", "head_dim"))
         y = jnp.einsum("btnd,hnd->bth", out.astype(dt), p("o_w").astype(dt), preferred_element_type=jnp.float32,
                        precision=precision)

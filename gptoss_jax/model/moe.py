@@ -10,7 +10,8 @@ import jax.numpy as jnp
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from gptoss_jax import kernels, sharding
+from gptoss_jax import sharding
+from gptoss_jax.kernels import REFERENCE, Kernels, expert_matmul
 from gptoss_jax.config import ModelConfig
 from gptoss_jax.model.common import param_from_spec, rms_norm
 
@@ -31,11 +32,13 @@ def route(h: jax.Array, gate_w: jax.Array, gate_b: jax.Array, k: int, precision=
     return top_i.astype(jnp.int32), jax.nn.softmax(top_v, axis=-1)
 
 
-def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype, layer=None):
+def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype, layer=None,
+                  kernel: Kernels = REFERENCE):
     """The share of the experts held here, [expert_offset, expert_offset + E_local), for tokens h [N, H].
 
     w1/w2: this device's experts, stacked over layers ([P, E_local, N, K]) when `layer` is given (read in place
-    by the kernels), else one layer's. b1/b2: this layer's biases [E_local, ...].
+    by the kernels), else one layer's. b1/b2: this layer's biases [E_local, ...]. kernel: resolved Kernels (.moe,
+    .dequant pick the expert matmul).
     Assignments to other experts contribute zero. Returns [N, H] float32.
     """
     n, k = top_i.shape
@@ -49,9 +52,14 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
     x_rows = h[order // k]                                             # [M, H], rows grouped by expert
     e_row = jnp.minimum(sorted_expert, e_loc - 1)
 
-    a = kernels.expert_matmul(x_rows, w1, group_sizes, layer=layer) + b1[e_row].astype(jnp.float32)
-    a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
-    y = kernels.expert_matmul(a, w2, group_sizes, layer=layer) + b2[e_row].astype(jnp.float32)
+    matmul = lambda rows, w: expert_matmul(rows, w, group_sizes, impl=kernel.moe, dequant=kernel.dequant,
+                                           layer=layer)
+    with jax.named_scope("mlp1"):
+        a = matmul(x_rows, w1) + b1[e_row].astype(jnp.float32)
+    with jax.named_scope("swiglu"):
+        a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
+    with jax.named_scope("mlp2"):
+        y = matmul(a, w2) + b2[e_row].astype(jnp.float32)
     y = jnp.where((sorted_expert < e_loc)[:, None], y, 0.0)
     y = y[jnp.argsort(order)].reshape(n, k, -1)                       # back to (token, choice) order
     return jnp.einsum("nkh,nk->nh", y, top_w, precision=lax.Precision.HIGHEST)
@@ -62,6 +70,7 @@ class MoE(nn.Module):
     sliding: bool
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
+    kernels: Kernels = REFERENCE   # resolved names (GptOss resolves them)
 
     @nn.compact
     def __call__(self, x, layer=0):
@@ -73,7 +82,8 @@ class MoE(nn.Module):
         precision = lax.Precision.HIGHEST if dt == jnp.float32 else None
         b, t, hid = x.shape
         h = rms_norm(x, p("norm"), cfg.rms_norm_eps).astype(dt)
-        top_i, top_w = route(h.reshape(b * t, hid), p("gate_w"), p("gate_b"), cfg.experts_per_token, precision)
+        with jax.named_scope("route"):
+            top_i, top_w = route(h.reshape(b * t, hid), p("gate_w"), p("gate_b"), cfg.experts_per_token, precision)
         top_i, top_w = top_i.reshape(b, t, -1), top_w.reshape(b, t, -1)
         # expert weights stay stacked over layers: the expert matmul reads this layer's routed experts in place
         weights = (stacked("mlp1_w"), p("mlp1_b"), stacked("mlp2_w"), p("mlp2_b"))
@@ -84,8 +94,9 @@ class MoE(nn.Module):
                 offset = 0
             else:
                 offset = lax.axis_index(sharding.EXPERT_AXES) * b1.shape[0]
-            y = experts_local(cfg, h.reshape(bl * t, hid), top_i.reshape(bl * t, -1), top_w.reshape(bl * t, -1),
-                              w1, b1, w2, b2, offset, dt, layer)
+            with jax.named_scope("experts"):
+                y = experts_local(cfg, h.reshape(bl * t, hid), top_i.reshape(bl * t, -1), top_w.reshape(bl * t, -1),
+                                  w1, b1, w2, b2, offset, dt, layer, self.kernels)
             if mesh is not None:
                 y = lax.psum(y, sharding.EXPERT_AXES)
             return y.reshape(bl, t, hid)

@@ -15,6 +15,7 @@ from jax import lax
 from gptoss_jax import params as params_lib
 from gptoss_jax import sharding
 from gptoss_jax.config import ModelConfig
+from gptoss_jax.kernels import REFERENCE, Kernels
 from gptoss_jax.model.attention import Attention
 from gptoss_jax.model.common import rms_norm
 from gptoss_jax.model.moe import MoE
@@ -61,13 +62,16 @@ class Block(nn.Module):
     sliding: bool
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
+    kernels: Kernels = REFERENCE
 
     @nn.compact
     def __call__(self, x, positions, cache=None, kv_len=None, layer=0):
-        a, new_cache = Attention(self.cfg, self.sliding, self.dtype, self.mesh, name="attn")(
-            x, positions, cache, kv_len, layer)
+        kw = dict(dtype=self.dtype, mesh=self.mesh, kernels=self.kernels)
+        with jax.named_scope("attention"):
+            a, new_cache = Attention(self.cfg, self.sliding, **kw, name="attn")(x, positions, cache, kv_len, layer)
         x = x + a
-        x = x + MoE(self.cfg, self.sliding, self.dtype, self.mesh, name="mlp")(x, layer)
+        with jax.named_scope("moe"):
+            x = x + MoE(self.cfg, self.sliding, **kw, name="mlp")(x, layer)
         return sharding.constrain(x, self.mesh, ("batch", "seq", "embed")), new_cache
 
 
@@ -77,11 +81,12 @@ class PairBlock(nn.Module):
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
     kv_len: int | None = None
+    kernels: Kernels = REFERENCE
 
     @nn.compact
     def __call__(self, carry, _):
         x, positions, cache, i, rows = carry
-        kw = dict(cfg=self.cfg, dtype=self.dtype, mesh=self.mesh)
+        kw = dict(cfg=self.cfg, dtype=self.dtype, mesh=self.mesh, kernels=self.kernels)
         if cache is None:
             x, _ = Block(sliding=True, name="sliding", **kw)(x, positions, layer=i)
             x, _ = Block(sliding=False, name="full", **kw)(x, positions, layer=i)
@@ -123,6 +128,7 @@ class Transformer(nn.Module):
     cfg: ModelConfig
     dtype: jnp.dtype = jnp.bfloat16
     mesh: object = None
+    kernels: Kernels = REFERENCE   # resolved kernel names, passed down to every layer
 
     @nn.compact
     def __call__(self, tokens, positions=None, cache: KVCache | None = None, *, kv_len: int | None = None,
@@ -147,15 +153,16 @@ class Transformer(nn.Module):
         scan = nn.scan(PairBlock, variable_broadcast="params", split_rngs={"params": False}, length=cfg.num_pairs)
         rows = None if cache_rows is None else jnp.asarray(cache_rows, jnp.int32)
         carry = (x, positions.astype(jnp.int32), cache, jnp.int32(0), rows)
-        (x, _, cache, _, _), _ = scan(cfg, self.dtype, mesh, kv_len, name="layers")(carry, None)
+        (x, _, cache, _, _), _ = scan(cfg, self.dtype, mesh, kv_len, self.kernels, name="layers")(carry, None)
 
         if logits_index is not None:
             x = x[jnp.arange(b), logits_index][:, None]
         x = rms_norm(x, self.param("final_norm", _spec_init(cfg, "final_norm")), cfg.rms_norm_eps)
         unembed = self.param("unembed", _spec_init(cfg, "unembed"))
         precision = lax.Precision.HIGHEST if self.dtype == jnp.float32 else None
-        logits = jnp.einsum("bth,vh->btv", x.astype(self.dtype), unembed.astype(self.dtype),
-                            preferred_element_type=jnp.float32, precision=precision)
+        with jax.named_scope("unembed"):
+            logits = jnp.einsum("bth,vh->btv", x.astype(self.dtype), unembed.astype(self.dtype),
+                                preferred_element_type=jnp.float32, precision=precision)
         logits = sharding.constrain(logits, mesh, ("batch", "seq", "vocab"))
         if logits_index is not None:
             logits = logits[:, 0]

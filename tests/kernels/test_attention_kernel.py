@@ -50,16 +50,15 @@ def test_decode_steps_match_xla_path():
     new_tokens = jnp.asarray(rng.integers(0, cfg.vocab_size, (b, steps)), jnp.int32)
 
     def run(moe, attention):
-        with kernels.using(moe=moe, attention=attention):
-            m = gptoss_jax.GptOss(cfg, model.params, dtype="float32")    # a fresh jit traces with these kernels
-            cache = m.new_cache(b, prompt + steps)
-            _, cache = m.forward(tokens, cache=cache, logits_index=jnp.full((b,), prompt - 1))
-            outs = []
-            for t in range(steps):
-                pos = jnp.array([[prompt + t], [-1 if t == 1 else prompt + t]], jnp.int32)   # row 1 pads a step
-                logits, cache = m.forward(new_tokens[:, t:t + 1], pos, cache, logits_index=jnp.zeros((b,), jnp.int32))
-                outs.append(np.asarray(logits))
-            return np.stack(outs)
+        m = gptoss_jax.GptOss(cfg, model.params, dtype="float32", kernels=kernels.Kernels(moe, attention))
+        cache = m.new_cache(b, prompt + steps)
+        _, cache = m.forward(tokens, cache=cache, logits_index=jnp.full((b,), prompt - 1))
+        outs = []
+        for t in range(steps):
+            pos = jnp.array([[prompt + t], [-1 if t == 1 else prompt + t]], jnp.int32)   # row 1 pads a step
+            logits, cache = m.forward(new_tokens[:, t:t + 1], pos, cache, logits_index=jnp.zeros((b,), jnp.int32))
+            outs.append(np.asarray(logits))
+        return np.stack(outs)
 
     want = run("reference", "xla")
     got = run("pallas_gpu_interpret", "pallas_gpu_interpret")
@@ -68,8 +67,8 @@ def test_decode_steps_match_xla_path():
 
 
 def test_attention_switch():
-    assert kernels.resolve_attention_impl("auto") == "xla"            # CPU
-    assert kernels.resolve_attention_impl("pallas_gpu") == "xla"      # no GPU: falls back
-    assert kernels.resolve_attention_impl("pallas_gpu_interpret") == "pallas_gpu_interpret"
+    assert kernels.Kernels(attention="auto").resolve().attention == "xla"            # CPU
+    assert kernels.Kernels(attention="pallas_gpu").resolve().attention == "xla"      # no GPU: falls back
+    assert kernels.Kernels(attention="pallas_gpu_interpret").resolve().attention == "pallas_gpu_interpret"
     with pytest.raises(ValueError, match="unknown attention implementation"):
-        kernels.set_attention_impl("flash-magic")
+        kernels.Kernels(attention="flash-magic")

@@ -67,11 +67,10 @@ def test_model_decode_step_lowers_with_gpu_kernels(monkeypatch):
     """The whole gpt-oss-20b decode step, kernels inside the layer scan, lowered for one H100 (abstract weights)."""
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     cfg = PRESETS["gpt-oss-20b"]
-    with kernels.using(moe="pallas_gpu", attention="pallas_gpu"):
-        model = gptoss_jax.GptOss(cfg, None)
-        cache = KVCache.shapes(cfg, 2, 1024)
-        args = (params_lib.abstract_params(cfg), S((2, 1), jnp.int32), S((2, 1), jnp.int32), cache, S((2,), jnp.int32))
-        ttir = offline.triton_ir(model._apply_impl, *args)
+    model = gptoss_jax.GptOss(cfg, None, kernels=kernels.Kernels(moe="pallas_gpu", attention="pallas_gpu"))
+    cache = KVCache.shapes(cfg, 2, 1024)
+    args = (params_lib.abstract_params(cfg), S((2, 1), jnp.int32), S((2, 1), jnp.int32), cache, S((2,), jnp.int32))
+    ttir = offline.triton_ir(model._apply_impl, *args)
     # one layer pair, traced once in the scan: attention over the ring and over the full cache, and the two expert
     # matmuls (the sliding and full layers' MoE share their jitted kernels, which lower once)
     assert len(ttir) == 4

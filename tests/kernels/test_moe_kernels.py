@@ -85,7 +85,7 @@ def test_registry_routes_to_kernels_and_falls_back():
         got = np.asarray(kernels.expert_matmul(x, w, gs, impl=impl))
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
     # the compiled kernels need their backend; here (CPU) they take the reference path, as does "auto"
-    assert kernels.resolve_impl("auto") == "reference"
+    assert kernels.Kernels().resolve().moe == "reference"
     for impl in ("pallas_gpu", "pallas_tpu"):
         np.testing.assert_allclose(np.asarray(kernels.expert_matmul(x, w, gs, impl=impl)), want, rtol=2e-5,
                                    atol=2e-5 * np.abs(want).max())

@@ -9,8 +9,6 @@ import time
 
 import pytest
 
-from gptoss_jax.distributed import detect
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAUNCH = os.path.join(ROOT, "launch")
 
@@ -67,7 +65,7 @@ def _container_env(container, labels):
     return env
 
 
-def test_jobset_manifest_forms_one_job():
+def test_jobset_manifest_forms_one_job(detect_in):
     docs = _yaml_docs("jobset.yaml")
     svc, js = docs["Service"], docs["JobSet"]
     assert js["apiVersion"] == "jobset.x-k8s.io/v1alpha2"
@@ -90,13 +88,13 @@ def test_jobset_manifest_forms_one_job():
               "jobset.sigs.k8s.io/job-index": "0"}
     pod0 = f"{name}-{rjob['name']}-0-0.{subdomain}"  # JobSet's hostname.subdomain of the first pod
     for i in range(job["completions"]):
-        c = detect(environ=_container_env(container, labels) | {"JOB_COMPLETION_INDEX": str(i)})
+        c = detect_in(_container_env(container, labels) | {"JOB_COMPLETION_INDEX": str(i)})
         assert (c.num_processes, c.process_id) == (job["completions"], i)
         host, port = c.coordinator_address.rsplit(":", 1)
         assert host == pod0 and int(port) in ports
 
 
-def test_indexed_job_manifest_forms_one_job():
+def test_indexed_job_manifest_forms_one_job(detect_in):
     docs = _yaml_docs("indexed-job.yaml")
     svc, job = docs["Service"], docs["Job"]
     name = job["metadata"]["name"]
@@ -108,13 +106,13 @@ def test_indexed_job_manifest_forms_one_job():
     [container] = pod["containers"]
     ports = {p["containerPort"] for p in container["ports"]}
     for i in range(spec["completions"]):
-        c = detect(environ=_container_env(container, {}) | {"JOB_COMPLETION_INDEX": str(i)})
+        c = detect_in(_container_env(container, {}) | {"JOB_COMPLETION_INDEX": str(i)})
         assert (c.num_processes, c.process_id) == (spec["completions"], i)
         host, port = c.coordinator_address.rsplit(":", 1)
         assert host == f"{name}-0.{pod['subdomain']}" and int(port) in ports  # pod 0's hostname.subdomain
 
 
-def test_slurm_script_runs_one_task_per_node():
+def test_slurm_script_runs_one_task_per_node(detect_in):
     path = os.path.join(LAUNCH, "slurm.sbatch")
     text = open(path).read()
     directives = dict(re.findall(r"^#SBATCH --([\w-]+)(?:=(\S+))?", text, re.M))
@@ -122,8 +120,9 @@ def test_slurm_script_runs_one_task_per_node():
     assert re.search(r'^srun --ntasks-per-node=1 --kill-on-bad-exit=1 "\$@"$', text, re.M)
     assert subprocess.run(["bash", "-n", path]).returncode == 0
     # what srun gives task 1 of a 2-node step: a job of 2 processes, all GPUs of each node, coordinator on node 1
-    c = detect(environ={"SLURM_JOB_ID": "77", "SLURM_STEP_NODELIST": "dgx[01-02]", "SLURM_PROCID": "1",
-                        "SLURM_STEP_NUM_TASKS": "2", "SLURM_LOCALID": "0", "SLURM_STEP_TASKS_PER_NODE": "1(x2)"})
+    c = detect_in({"SLURM_JOB_ID": "77", "SLURM_STEP_NODELIST": "dgx[01-02]", "SLURM_PROCID": "1",
+                   "SLURM_STEP_NUM_TASKS": "2", "SLURM_NTASKS": "2", "SLURM_LOCALID": "0",
+                   "SLURM_STEP_TASKS_PER_NODE": "1(x2)"})
     assert (c.coordinator_address.split(":")[0], c.num_processes, c.process_id, c.local_device_ids) == \
         ("dgx01", 2, 1, None)
 

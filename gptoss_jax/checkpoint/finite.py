@@ -28,24 +28,49 @@ def _kind(spec: params_lib.ParamSpec) -> str | None:
     return "float"
 
 
-def _counts(x: jax.Array, kind: str, stacked: bool) -> jax.Array:
-    """[2] (NaN, inf) counts, or [pairs, 2] for a stacked weight; scale bytes of 255 count as NaN."""
+# (unsigned type of the same width, exponent bits, mantissa bits) of the float formats weights are stored in
+_BITS = {jnp.dtype(jnp.bfloat16): (jnp.uint16, 0x7F80, 0x007F), jnp.dtype(jnp.float16): (jnp.uint16, 0x7C00, 0x03FF),
+         jnp.dtype(jnp.float32): (jnp.uint32, 0x7F800000, 0x007FFFFF)}
+
+
+def _bad(x: jax.Array, kind: str, nan_only: bool = False) -> jax.Array:
+    """Where x is not finite (or NaN only), read from the bits: an all-ones exponent; scale bytes of 255."""
     if kind == "scales":
-        bad = jnp.stack([x == 255, jnp.zeros_like(x, bool)], axis=-1)
-    else:
-        bad = jnp.stack([jnp.isnan(x), jnp.isinf(x)], axis=-1)
-    axes = tuple(range(1 if stacked else 0, x.ndim))
-    return jnp.sum(bad, axis=axes, dtype=jnp.int32)
+        return x == 255
+    utype, exponent, mantissa = _BITS[x.dtype]
+    bits = jax.lax.bitcast_convert_type(x, utype)
+    bad = (bits & exponent) == exponent
+    return bad & ((bits & mantissa) != 0) if nan_only else bad
 
 
 @functools.lru_cache(maxsize=8)
-def _program(layout: tuple[tuple[str, str, bool], ...], mesh):
+def _flags_program(layout: tuple[tuple[str, str, bool], ...], mesh):
+    """One program: for every weight whether it holds a non-finite value (per layer pair when stacked). An `any`
+    reduction with the test fused into it: XLA keeps no temporary the size of a weight (a sum would, on a CPU)."""
     out = None if mesh is None else NamedSharding(mesh, P())   # replicated: every process reads its own copy
 
     def run(weights):
-        return {path: _counts(weights[path], kind, stacked) for path, kind, stacked in layout}
+        return {path: jnp.any(_bad(weights[path], kind), axis=tuple(range(1 if stacked else 0, weights[path].ndim)))
+                for path, kind, stacked in layout}
 
     return jax.jit(run, out_shardings=out)
+
+
+@functools.partial(jax.jit, static_argnames=("kind", "nan_only"))
+def _count(x: jax.Array, *, kind: str, nan_only: bool) -> jax.Array:
+    """Non-finite values (or NaNs) of x, counted a block of rows at a time (temporaries stay small); only run on
+    a weight that was flagged."""
+    x2 = x.reshape(x.shape[0] if x.ndim else 1, -1)
+    rows = max(1, min(x2.shape[0], (1 << 22) // max(x2.shape[1], 1)))
+    steps = -(-x2.shape[0] // rows)
+
+    def body(i, acc):
+        start = jnp.minimum(i * rows, x2.shape[0] - rows)      # the last block may overlap the one before
+        block = jax.lax.dynamic_slice_in_dim(x2, start, rows, 0)
+        fresh = (jnp.arange(rows) + start >= i * rows)[:, None]
+        return acc + jnp.sum(_bad(block, kind, nan_only) & fresh, dtype=jnp.int32)
+
+    return jax.lax.fori_loop(0, steps, body, jnp.int32(0))
 
 
 def flatten(params) -> dict[str, jax.Array]:
@@ -62,14 +87,16 @@ def bad_counts(weights: dict[str, jax.Array], specs: dict[str, params_lib.ParamS
     """{(weight path, layer pair or None): (NaN count, inf count)} for every weight holding a non-finite value."""
     layout = tuple((path, kind, bool(spec.axes) and spec.axes[0] == "layers") for path, spec in specs.items()
                    if (kind := _kind(spec)) is not None)
-    counts = {k: _host(v) for k, v in _program(layout, mesh)({path: weights[path] for path, _, _ in layout}).items()}
+
+    flags = {k: _host(v) for k, v in _flags_program(layout, mesh)(
+        {path: weights[path] for path, _, _ in layout}).items()}
     found = {}
-    for path, _, stacked in layout:
-        c = counts[path]
-        rows = enumerate(c) if stacked else [(None, c)]
-        for pair, (nan, inf) in rows:
-            if nan or inf:
-                found[(path, pair)] = (int(nan), int(inf))
+    for path, kind, stacked in layout:
+        for pair in (np.flatnonzero(flags[path]).tolist() if stacked else [None] if flags[path] else []):
+            x = weights[path] if pair is None else weights[path][pair]
+            bad = int(_host(_count(x, kind=kind, nan_only=False)))
+            nan = int(_host(_count(x, kind=kind, nan_only=True))) if kind == "float" else bad
+            found[(path, pair)] = (nan, bad - nan)
     return found
 
 

@@ -17,6 +17,19 @@ from typing import Iterable
 
 import numpy as np
 
+from gptoss_jax.engine.requests import RequestError
+
+
+def fit(constraint, limit: int):
+    """The constraint fitted to a request's token limit: constraint.capped(limit) where it offers that (it then
+    closes its value in time), else the constraint itself. Raises RequestError with the constraint's refusal."""
+    if not callable(getattr(constraint, "capped", None)):
+        return constraint
+    try:
+        return constraint.capped(limit)
+    except Exception as e:  # noqa: BLE001 - the constraint's own refusal names the problem
+        raise RequestError("constraint", f"{type(e).__name__}: {e}") from None
+
 
 class MaskPool:
     """threads: masks computed at once (llguidance releases the GIL while it computes one)."""

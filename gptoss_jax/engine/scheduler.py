@@ -35,7 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
 from gptoss_jax.engine.buckets import Buckets
-from gptoss_jax.engine.masks import MaskPool
+from gptoss_jax.engine.masks import MaskPool, fit
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
@@ -151,14 +151,8 @@ class Engine:
         A constraint that offers capped(n) gets the request's real limit, at most what fits in this engine's
         context (so it closes its value in time, whoever built it); a value that cannot fit is refused here."""
         req, prompt, bias = rq.validate(request, self.limits)
-        c = req.constraint
-        if callable(getattr(c, "capped", None)):
-            room = self.max_len - len(prompt)
-            try:
-                fitted = c.capped(min(req.sampling.max_tokens or room, room))
-            except Exception as e:  # noqa: BLE001 - the constraint's own refusal names the problem
-                raise RequestError("constraint", f"{type(e).__name__}: {e}") from None
-            req = dataclasses.replace(req, constraint=fitted)
+        room = self.max_len - len(prompt)
+        req = dataclasses.replace(req, constraint=fit(req.constraint, min(req.sampling.max_tokens or room, room)))
         with self._lock:
             seed = req.sampling.seed if req.sampling.seed is not None else int(self._rng.integers(0, 2 ** 31))
             if req.id in self.results or any(x.id == req.id for x in self._in_flight()):

@@ -25,6 +25,7 @@ class ChatRequest:
     ({"type": "function", "function": {"name": ...}} also works); response_format: OpenAI's (text, json_object,
     json_schema): enforced by constrained decoding of the final channel; builtin_tools: ('browser', 'python').
     sampling: the engine's SamplingParams (its stop_token_ids are replaced by harmony's).
+    plan_budget: what the constraint may spend planning how to close its value in time (harmony.PlanBudget).
     """
     messages: Sequence[Mapping[str, Any]]
     tools: Sequence[Mapping[str, Any]] | None = None
@@ -36,6 +37,7 @@ class ChatRequest:
     current_date: Any = None
     sampling: SamplingParams = SamplingParams()
     id: str | None = None
+    plan_budget: harmony.PlanBudget = harmony.PlanBudget()
 
 
 @dataclasses.dataclass
@@ -81,7 +83,8 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None) -> Reques
     if max_len is not None and len(prompt) < max_len:
         room = max_len - len(prompt)
         sampling = dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens or room, room))
-    constraint = grammar.new_constraint(max_tokens=sampling.max_tokens) if grammar is not None else None
+    constraint = (grammar.new_constraint(max_tokens=sampling.max_tokens, budget=req.plan_budget)
+                  if grammar is not None else None)
     return Request(prompt, sampling, constraint=constraint, id=req.id)
 
 
@@ -97,7 +100,8 @@ def from_engine_result(res: Result) -> ChatCompletion:
 
 
 def complete(engine: Engine, req: ChatRequest) -> ChatCompletion:
-    [res] = engine.generate([to_engine_request(req)])
+    """One chat turn on `engine`; the completion limit fits the engine's context (see to_engine_request)."""
+    [res] = engine.generate([to_engine_request(req, max_len=engine.max_len)])
     return from_engine_result(res)
 
 
@@ -114,7 +118,7 @@ def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatComplet
     """Yield ChatDeltas as tokens arrive, then the ChatCompletion."""
     parser = harmony.StreamParser("assistant", strict=False)
     rid = None
-    for ev in engine.stream(to_engine_request(req)):
+    for ev in engine.stream(to_engine_request(req, max_len=engine.max_len)):
         rid = ev.request_id
         if ev.token_id < 0:
             continue
@@ -125,7 +129,8 @@ def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatComplet
 
 
 def generate_fn(engine: Engine, sampling: SamplingParams) -> Callable[..., list[int]]:
-    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools)."""
+    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools). A round's
+    constraint is fitted to what is left of the engine's context by the engine itself (Engine.submit)."""
     def fn(prompt_ids, *, stop_token_ids, constraint=None, max_tokens=None) -> list[int]:
         s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids),
                                 max_tokens=max_tokens if sampling.max_tokens is None else

@@ -123,7 +123,7 @@ def main(argv):
         tools = chat_flags.builtin_tools()
         probe = chat_flags.chat_request([{"role": "user", "content": "hello"}], sampling)
         try:
-            eflags.check_before_loading(cfg, [chat_lib.to_engine_request(probe)])
+            eflags.check_before_loading(cfg, [chat_lib.to_engine_request(probe, max_len=FLAGS.max_len)])
         except ValueError as e:  # ChatInputError / ConstraintError name the problem
             raise app.UsageError(f"bad chat flags: {e}") from None
     else:

@@ -27,6 +27,8 @@ flags.DEFINE_string("attention_impl", "auto", "Decode attention kernel: auto (pa
 flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto (= kperm), kperm, "
                     "e4m3, asm.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
+flags.DEFINE_bool("check_finite", True, "Refuse a checkpoint whose weights hold NaN or inf (one on-device pass "
+                  "over the weights after loading); --nocheck_finite skips it.")
 
 
 def model_source() -> str:
@@ -62,4 +64,5 @@ def load_model(counter=None):
     if api.is_preset(source) and distributed.is_main():
         print(f"(no --checkpoint: the synthetic {source} model, random weights)", file=sys.stderr)
     return api.build_model(source, mesh=mesh, dtype=FLAGS.dtype, kernels=kernels, seed=FLAGS.seed,
-                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter)
+                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter,
+                           check_finite=FLAGS.check_finite)

@@ -65,7 +65,8 @@ class SamplingParams:
 class Request:
     """prompt: token ids. score_from: also report the log-probability of every prompt token from that index on
     (prompt[i] given prompt[:i]; `gptoss score` and the eval harness's log-likelihood). constraint: an object with
-    fill_bitmask(out int32[ceil(V/32)]), advance(token_id), is_finished() (e.g. an llguidance matcher wrapper)."""
+    fill_bitmask(out int32[ceil(V/32)]), advance(token_id), is_finished() (e.g. an llguidance matcher wrapper), and
+    optionally capped(max_tokens) -> constraint, which the engine calls with the request's limit in its context."""
     prompt: Sequence[int]
     sampling: SamplingParams = dataclasses.field(default_factory=SamplingParams)
     constraint: Any = None

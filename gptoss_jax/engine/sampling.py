@@ -68,7 +68,9 @@ def draw(x: jax.Array, rows: SlotState) -> jax.Array:
 def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, num_top: int):
     """logits [N, V] f32 -> (tokens [N] i32, logprob [N], top ids [N, K], top logprobs [N, K], ok [N]).
 
-    ok is False where no token is allowed (a constraint or logit bias left nothing): that request fails alone.
+    ok is False where no token is allowed (a constraint or logit bias left nothing, or the logits are NaN): that
+    request fails alone. The log-probability comes from the raw logits, so it is NaN exactly where they are not
+    finite: the host tells the two causes apart by it.
     """
     with jax.named_scope("sampling"):
         x = adjust_logits(logits, rows, allowed)

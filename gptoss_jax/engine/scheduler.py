@@ -11,7 +11,9 @@ hands out the new tokens. Requests join and leave between calls; nothing recompi
 bucket (buckets.py). Without constrained requests, the decode call is dispatched before the prefill's results are
 read, so the host bookkeeping of one overlaps the device work of the other. With constrained requests, decoding
 goes one token a round trip: decode_forward is dispatched, the constraints' next masks (computed on a thread pool
-since their last token arrived) are joined, then decode_sample applies them.
+since their last token arrived) are taken, then decode_sample applies them. A mask that is late holds back its own
+request, never the others (masks.py): the engine waits at most mask_wait_s, once, for a slow one, and while every
+constrained request waits for a slow mask the others decode decode_steps tokens a call as if it were not there.
 
 Failures stay with their request: bad input is refused at submit (RequestError naming the field); a constraint,
 detokenizer or callback that raises finishes its own request with finish_reason "error"; only a failing device call
@@ -33,6 +35,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
 from gptoss_jax.engine.buckets import Buckets
+from gptoss_jax.engine.masks import MaskPool, fit
 from gptoss_jax.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.slots import SlotState
@@ -60,7 +63,8 @@ class _Live:
     top: list = dataclasses.field(default_factory=list)
     prompt_lp: list = dataclasses.field(default_factory=list)
     prompt_top: list = dataclasses.field(default_factory=list)
-    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token
+    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token (masks.py)
+    mask_slow: bool = False                            # its last mask took longer than the engine's mask wait
     t_admit: float = 0.0
     t_first: float = 0.0
     done: bool = False
@@ -99,13 +103,15 @@ class Engine:
     max_stop_token_ids: stop token ids a request may give (static).
     detokenize: ids -> str, needed for stop strings and Result.text.
     seed: draws the seeds of requests that give none.
+    mask_threads / mask_wait_s: threads computing constraint masks; the longest the engine waits for a late mask
+      after dispatching a step (a request whose mask is later, or whose last mask was slower, sits the round out).
     prefix_cache: reuse the KV entries of prompt heads computed before (prefix_cache.py); None: off.
     """
 
     def __init__(self, model: GptOss, *, num_slots: int = 8, max_len: int = 8192, prefill_chunk: int = 512,
                  min_prefill_chunk: int = 32, decode_steps: int = 8, max_top_logprobs: int = 20,
                  max_stop_token_ids: int = 8, detokenize: rq.Detokenizer | None = None, seed: int = 0,
-                 mask_threads: int = 4, prefix_cache: PrefixCacheConfig | None = None):
+                 mask_threads: int = 4, mask_wait_s: float = 0.02, prefix_cache: PrefixCacheConfig | None = None):
         cfg = model.cfg
         if not 1 <= max_len <= cfg.max_context:
             raise ValueError(f"max_len {max_len} must be in [1, {cfg.max_context}] (the model's context)")
@@ -139,14 +145,19 @@ class Engine:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._cancelled: set[str] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(mask_threads, thread_name_prefix="gptoss-mask")
+        self.masks = MaskPool(self.mask_words, threads=mask_threads, wait_s=mask_wait_s)
         self._events: list[TokenEvent] = []
         self._all_ones = np.full((1, self.mask_words), -1, np.int32)
 
     # ================================================================================================ public API
     def submit(self, request: Request, on_token: Callable[[TokenEvent], None] | None = None) -> str:
-        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take."""
+        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take.
+
+        A constraint that offers capped(n) gets the request's real limit, at most what fits in this engine's
+        context (so it closes its value in time, whoever built it); a value that cannot fit is refused here."""
         req, prompt, bias = rq.validate(request, self.limits)
+        room = self.max_len - len(prompt)
+        req = dataclasses.replace(req, constraint=fit(req.constraint, min(req.sampling.max_tokens or room, room)))
         with self._lock:
             seed = req.sampling.seed if req.sampling.seed is not None else int(self._rng.integers(0, 2 ** 31))
             if req.id in self.results or any(x.id == req.id for x in self._in_flight()):
@@ -172,17 +183,20 @@ class Engine:
         self._admit_waiting()
         pending_prefill = self._dispatch_prefill()
         decoders = [s for s in self.slots if s is not None and s.decoding and not s.done]
-        constrained = any(s.req.constraint is not None for s in decoders)
-        if constrained:
+        if any(s.req.constraint is not None and self.masks.usable(s) for s in decoders):
             if pending_prefill:
                 self._finish_prefill(*pending_prefill)
-            self._decode_one_constrained()
-        else:
+            ran = self._decode_one_constrained()
+        else:  # no constraint, or every constrained request waits for a slow mask: the others go full speed
+            decoders = [s for s in decoders if s.req.constraint is None]
             pending_decode = self._dispatch_decode(decoders) if decoders else None
             if pending_prefill:
                 self._finish_prefill(*pending_prefill)
             if pending_decode:
                 self._finish_decode(*pending_decode)
+            ran = pending_decode is not None
+        if not (pending_prefill or ran):   # nothing could run: every request waits for its mask; wait, not spin
+            self.masks.wait_any(s for s in self.slots if s is not None)
         return self._events
 
     def stream(self, request: Request) -> Iterator[TokenEvent]:
@@ -230,7 +244,7 @@ class Engine:
         return self.steps.compilations()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.masks.close()
 
     def _allocate(self) -> tuple[KVCache, SlotState]:
         device = self._state_sharding if self.model.mesh is None else None
@@ -290,23 +304,36 @@ class Engine:
             if self.prefix is not None:
                 self.prefix.admitted(slot, live.prompt, hit)
             if live.req.constraint is not None:
-                live.mask = self._pool.submit(self._fill_mask, live.req.constraint)
-
-    def _fill_mask(self, constraint) -> np.ndarray:
-        out = np.zeros((self.mask_words,), np.int32)
-        constraint.fill_bitmask(out)
-        return out
+                live.mask = self.masks.start(live.req.constraint)
 
     # ================================================================================================== prefill
+    def _first_masks(self, todo, chunk_len) -> dict[str, np.ndarray]:
+        """Masks of the first sampled token for the slots whose next chunk ends the prompt (masks.py: a late one
+        leaves its slot out of this round's prefill; a failed one finishes its request)."""
+        deadline, rows = time.perf_counter() + self.masks.wait_s, {}
+        for s in todo:
+            if s.mask is not None and len(s.prompt) - s.prefilled == chunk_len(s):
+                try:
+                    row = self.masks.take(s, deadline)
+                except Exception as e:  # noqa: BLE001 - the constraint's own failure
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    continue
+                if row is not None:
+                    rows[s.id] = row
+        return rows
+
     def _dispatch_prefill(self):
         todo = [s for s in self.slots if s is not None and not s.decoding and not s.done]
-        if not todo:
-            return None
-        todo.sort(key=lambda s: s.t_admit)
         b = self.buckets
         limit = (lambda s: b.chunk) if self.prefix is None else (
             lambda s: min(b.chunk, self.prefix.chunk_limit(s.slot, s.prefilled)))
         chunk_len = lambda s: min(limit(s), len(s.prompt) - s.prefilled)
+        first = self._first_masks(todo, chunk_len)
+        todo = [s for s in todo if not s.done and (s.mask is None or chunk_len(s) < len(s.prompt) - s.prefilled
+                                                   or s.id in first)]
+        if not todo:
+            return None
+        todo.sort(key=lambda s: s.t_admit)
         t = b.chunk_for(chunk_len(todo[0]))
         group = [s for s in todo if b.chunk_for(chunk_len(s)) == t][:b.rows_for(t)]
         n_rows = b.rows_for(t)
@@ -331,12 +358,7 @@ class Engine:
                     if s.req.score_from <= nxt < len(s.prompt):
                         targets[r, i] = s.prompt[nxt]
             if final[r] and s.mask is not None:
-                try:
-                    words[r] = s.mask.result()
-                except Exception as e:  # noqa: BLE001 - the constraint's own failure
-                    self._finish(s, "error", error=f"constraint failed: {e!r}")
-                    rows[r], final[r] = self.num_slots, False
-                    continue
+                words[r] = first[s.id]
             plan.append((r, s, n, bool(final[r])))
         t0 = time.perf_counter()
         try:
@@ -417,10 +439,11 @@ class Engine:
                     self.stats.decode_tokens += 1
                     self._take(s, outs, (i, s.slot), i)
 
-    def _decode_one_constrained(self) -> None:
-        decoders = [s for s in self.slots if s is not None and s.decoding and not s.done]
+    def _decode_one_constrained(self) -> bool:
+        """One token for every decoding slot whose mask is ready in time (masks.py); False if none could go."""
+        decoders = [s for s in self.slots if s is not None and s.decoding and not s.done and self.masks.usable(s)]
         if not decoders:
-            return
+            return False
         t0 = time.perf_counter()
         keep = self._keep(decoders)
         try:
@@ -428,29 +451,38 @@ class Engine:
                                                            kv_len=self._decode_kv(decoders, 1))
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
-            return
+            return True
         # the device runs the forward while the masks (started when the last tokens arrived) finish here
         words = np.repeat(self._all_ones, self.num_slots, axis=0)
         for s in decoders:
             if s.mask is not None:
                 try:
-                    words[s.slot] = s.mask.result()
+                    row = self.masks.take(s, t0 + self.masks.wait_s)
                 except Exception as e:  # noqa: BLE001
-                    self._finish(s, "error", error=f"constraint failed: {e!r}")
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    row = None
+                if row is None:            # failed, or late: this slot samples nothing this round
                     keep[s.slot] = False
+                else:
+                    words[s.slot] = row
         try:
             self.state, outs = self.steps.decode_sample(logits, self.state, keep, words)
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
-            return
-        self._finish_decode([s for s in decoders if not s.done], outs, t0)
+            return True
+        self._finish_decode([s for s in decoders if not s.done and keep[s.slot]], outs, t0)
+        return True
 
     # ============================================================================================= per token
     def _take(self, s: _Live, out: dict, idx, step: int) -> None:
         """Host side of one sampled token of request s: record, check every stop condition, stream it."""
         if not out["ok"][idx]:
-            self._finish(s, "error", error="no token is allowed here (the constraint's mask and the logit bias "
-                                           "left nothing to sample)")
+            if not np.isfinite(out["logprob"][idx]):   # log-softmax of the raw logits: NaN iff they are not finite
+                why = ("the model's logits are not finite (NaN or inf): its weights or activations hold NaN/inf; "
+                       "load with check_finite=True (the default, CLI --check_finite) to find the tensor")
+            else:
+                why = "no token is allowed here (the constraint's mask and the logit bias left nothing to sample)"
+            self._finish(s, "error", error=why)
             return
         tok = int(out["token"][idx])
         sp = s.req.sampling
@@ -482,7 +514,7 @@ class Engine:
                 if c.is_finished():
                     reason, stop_reason = "stop", "constraint"
                 else:
-                    s.mask = self._pool.submit(self._fill_mask, c)
+                    s.mask = self.masks.start(c)
         except Exception as e:  # noqa: BLE001 - detokenizer / constraint failure: this request only
             reason, error = "error", f"{type(e).__name__}: {e}"
         ev = TokenEvent(s.id, len(s.tokens) - 1, tok, lp, top, reason)

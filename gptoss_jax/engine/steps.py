@@ -121,25 +121,25 @@ class Steps:
         want = state.active & keep
         allowed = sampling.unpack_bitmask(words, self.cfg.vocab_size)
         tok, lp, top_id, top_lp, ok = sampling.sample(logits, state, allowed, self.num_top)
+        # rows outside keep stay as they are (active): a request whose mask was late samples in a later round
         st = sampling.record(state, tok, want, ok, self.max_len)
-        st = dataclasses.replace(st, active=st.active & keep)
         outs = jax.tree.map(lambda a: a[None], self._outs(tok, lp, top_id, top_lp, ok, want))
         return self._pin(None, st)[1], self._replicated(outs)
 
     def _decode_loop(self, params, cache, state, keep, *, kv_len: int, n_steps: int):
+        """Rows outside keep do not decode and stay as they are (a constrained request waiting for its mask)."""
         b, k = keep.shape[0], self.num_top
-        state = dataclasses.replace(state, active=state.active & keep)
         outs = {"token": jnp.full((n_steps, b), -1, jnp.int32), "logprob": jnp.zeros((n_steps, b), jnp.float32),
                 "top_ids": jnp.zeros((n_steps, b, k), jnp.int32),
                 "top_logprobs": jnp.zeros((n_steps, b, k), jnp.float32), "ok": jnp.ones((n_steps, b), bool)}
 
         def cond(carry):
             i, _, st, _ = carry
-            return (i < n_steps) & jnp.any(st.active)
+            return (i < n_steps) & jnp.any(st.active & keep)
 
         def body(carry):
             i, cache, st, outs = carry
-            want = st.active
+            want = st.active & keep
             pos = jnp.where(want, st.length, -1)[:, None]
             logits, cache = self._forward(params, st.last_tok[:, None], pos, cache, kv_len=kv_len,
                                           logits_index=jnp.zeros((b,), jnp.int32))

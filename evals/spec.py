@@ -65,7 +65,9 @@ class TaskSpec:
     license: str = ""
     description: str = ""
     default_repeats: int = 1
-    default_max_tokens: int | None = None
+    # completion limit when neither the flags nor the sweep file set one: what OpenAI's gpt-oss eval harness
+    # (gpt_oss/evals) gives every request; a task may set its own
+    default_max_tokens: int | None = 32768
     needs: tuple[str, ...] = ()  # import names of optional packages the grader needs (checked up front)
 
     def __post_init__(self):

@@ -57,8 +57,10 @@ class Progress:
         self._last = 0.0 if self.tty else self.t0   # a plain line only after plain_interval of work
         self.min_interval = min_interval if self.tty else plain_interval
 
-    def _fmt(self, n: float) -> str:
-        return format_bytes(n) if self.unit == "B" else f"{n:,.0f}{self.unit}"
+    def _counts(self) -> str:
+        if self.unit == "B":
+            return f"{format_bytes(self.done)}/{format_bytes(self.total)}"
+        return f"{self.done:,.0f}/{self.total:,.0f}{self.unit}"
 
     def line(self) -> str:
         """The progress as text: 'desc: 45.0% 3/9 samples [12s elapsed, ETA 15s] note'."""
@@ -66,8 +68,7 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         eta = format_seconds((self.total - self.done) / rate) if rate > 0 else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        text = (f"{self.desc}: {pct:5.1f}% {self._fmt(self.done)}/{self._fmt(self.total)} "
-                f"[{format_seconds(elapsed)} elapsed, ETA {eta}]")
+        text = f"{self.desc}: {pct:5.1f}% {self._counts()} [{format_seconds(elapsed)} elapsed, ETA {eta}]"
         return f"{text} {self.note}" if self.note else text
 
     def update(self, n: float = 1, note: str | None = None) -> None:

@@ -8,7 +8,7 @@ arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), ma
 tokens any completion runs: default none for a checkpoint, and for a preset, whose random weights never stop, the
 engine's default for the model: 128 for the small presets; said once when it applies; every limit is also capped at
 what fits in max_len after the prompt), moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed
-(of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
+(of the synthetic checkpoint), compilation_cache_dir (default ~/.cache/gptoss_jax/xla; 'off' disables it). Requests are pulled lazily, a few more than there are slots, so the engine's slots
 stay full while the harness records and grades finished samples.
 
 Cost: each engine step's wall time is split evenly among the requests holding a slot during it, so the
@@ -30,7 +30,8 @@ def create(config: BackendConfig) -> Backend:
 
 
 def _args(config: BackendConfig) -> dict:
-    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "replicas", *_INT_ARGS}
+    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "compilation_cache_dir",
+             "replicas", *_INT_ARGS}
     unknown = sorted(set(config.extra) - known)
     if unknown:
         raise BackendFatalError(f"--backend_arg {unknown} not understood by the local backend; expected some of "
@@ -84,9 +85,11 @@ class LocalBackend(Backend):
         from gptoss_jax import distributed
         from gptoss_jax.api import build_model
         from gptoss_jax.engine import Engine
+        from gptoss_jax.engine.compilation import enable_persistent_cache
         from gptoss_jax.kernels import Kernels
 
         args, config = self.args, self.config
+        enable_persistent_cache(args.get("compilation_cache_dir"))   # a second sweep loads what this one compiles
         try:
             kernels = Kernels(**{field: args.get(arg, "auto") for field, arg in
                                  (("moe", "moe_impl"), ("attention", "attention_impl"), ("dequant", "moe_dequant"))})

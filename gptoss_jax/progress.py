@@ -200,7 +200,7 @@ class CompileNotice:
                     self._end_wait()
                 return
             elapsed = now - self._wait_start
-            if elapsed < self.after_s:
+            if elapsed < self.after_s or self._hit:    # a cached program being loaded is no compilation
                 return
             if self.tty:
                 if not self.can_draw():

@@ -372,8 +372,9 @@ def main(argv):
     print(f"results: {out_path}")
     refused = refusals(report)
     if refused:
-        sys.exit(f"gptoss bench: {len(refused)} refused ({'; '.join(refused[:3])}"
-                 f"{'; ...' if len(refused) > 3 else ''}): nothing was measured there")
+        print(f"gptoss bench: {len(refused)} refused ({'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}): "
+              f"nothing was measured there", file=sys.stderr)
+        sys.exit(1)
 
 
 def refusals(report: dict) -> list[str]:

@@ -8,8 +8,9 @@ arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), ma
 tokens any completion runs: default none for a checkpoint, and for a preset, whose random weights never stop, the
 engine's default for the model: 128 for the small presets; said once when it applies; every limit is also capped at
 what fits in max_len after the prompt), moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed
-(of the synthetic checkpoint), compilation_cache_dir (default ~/.cache/gptoss_jax/xla; 'off' disables it). Requests are pulled lazily, a few more than there are slots, so the engine's slots
-stay full while the harness records and grades finished samples.
+(of the synthetic checkpoint), compilation_cache_dir (default ~/.cache/gptoss_jax/xla; 'off' disables it).
+Requests are pulled lazily, a few more than there are slots, so the engine's slots stay full while the harness
+records and grades finished samples.
 
 Cost: each engine step's wall time is split evenly among the requests holding a slot during it, so the
 device-seconds of a sweep add up to the time the device was busy.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from absl import app, flags
 
 from gptoss_jax.engine.compilation import enable_persistent_cache
-from gptoss_jax.engine.requests import Limits, Request, RequestError, SamplingParams, default_max_tokens, validate
+from gptoss_jax.engine.requests import (Limits, Request, RequestError, SamplingParams, default_max_tokens,
+                                        validate)
 from gptoss_jax.engine.scheduler import Engine
 from gptoss_jax.harmony.constants import STOP_TOKENS, VOCAB_SIZE
 

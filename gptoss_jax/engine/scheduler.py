@@ -211,6 +211,7 @@ class Engine:
                 n = len(r.prompt) if isinstance(r, Request) and hasattr(r.prompt, "__len__") else 0
                 ids.append(Result(rid, n, 0, [], "error", error=str(e)))
         bar = RequestProgress(requests, enabled=progress)
+        bar.step([], [i for i in ids if isinstance(i, Result)])     # refused at submit: done already
         pending = {i for i in ids if isinstance(i, str)}
         while pending:
             events = self.step()

@@ -13,8 +13,10 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 
+# `gptoss eval` defines --verbose too (evals/cli.py, same meaning for its HTTP and grader logs): whichever module
+# loads last holds the one flag
 flags.DEFINE_bool("verbose", False, "Show INFO logs of the libraries underneath (JAX, Orbax, absl, Gloo, HTTP "
-                  "clients) and log lines with their full prefix (level, time, source line).")
+                  "clients) and log lines with their full prefix (level, time, source line).", allow_override=True)
 
 # loggers that speak at INFO by default; quiet below WARNING unless --verbose
 NOISY_LOGGERS = ("absl", "jax", "orbax", "flax", "httpx", "httpcore", "urllib3", "openai", "filelock", "asyncio")

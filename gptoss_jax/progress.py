@@ -53,6 +53,7 @@ class Progress:
         self.tty = is_terminal(self.stream)
         self.done = 0.0
         self.note = ""
+        self._last_written: tuple | None = None
         self.t0 = time.monotonic()
         self._last = 0.0 if self.tty else self.t0   # a plain line only after plain_interval of work
         self.min_interval = min_interval if self.tty else plain_interval
@@ -82,6 +83,7 @@ class Progress:
             self._write()
 
     def _write(self) -> None:
+        self._last_written = (self.done, self.note)
         if self.tty:
             self.stream.write(CLEAR_LINE + self.line()[:_width(self.stream)])
         else:
@@ -90,7 +92,8 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
-            self._write()
+            if self.tty or self._last_written != (self.done, self.note):   # a log gets the last state once
+                self._write()
             if self.tty:
                 self.stream.write("\n")
                 self.stream.flush()

@@ -316,7 +316,7 @@ def test_requests_without_max_tokens_get_the_models_default_within_the_context()
     from gptoss_jax.engine.requests import (DEFAULT_MAX_TOKENS, SMALL_MODEL_MAX_TOKENS, Limits, Request,
                                             RequestError, SamplingParams, default_max_tokens, validate)
 
-    assert default_max_tokens(PRESETS["demo"]) == SMALL_MODEL_MAX_TOKENS == 128
+    assert default_max_tokens(PRESETS["demo"]) == SMALL_MODEL_MAX_TOKENS == 64
     assert default_max_tokens(PRESETS["gpt-oss-20b"]) == default_max_tokens(PRESETS["gpt-oss-120b"]) == 32768
     limits = Limits(512, 200, 0, 8, False, default_max_tokens=128)
     got = lambda n, m=None: validate(Request(list(range(1, n + 1)), SamplingParams(max_tokens=m)), limits)[0]  # noqa
@@ -336,7 +336,7 @@ def test_eval_tasks_default_to_the_published_max_tokens_and_presets_are_capped(t
 
     assert all(spec.default_max_tokens == 32768 for spec in TASKS.values())
     demo = LocalBackend(BackendConfig(kind="local", model="demo", extra={"synthetic_dir": str(tmp_path)}))
-    assert demo.cap == 128 and "random weights" in demo.cap_note and "--backend_arg max_tokens=N" in demo.cap_note
+    assert demo.cap == 64 and "random weights" in demo.cap_note and "--backend_arg max_tokens=N" in demo.cap_note
     told = LocalBackend(BackendConfig(kind="local", model="demo", extra={"max_tokens": "500"}))
     assert told.cap == 500 and told.cap_note is None
 

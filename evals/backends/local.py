@@ -6,7 +6,7 @@
 `--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
 arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the most
 tokens any completion runs: default none for a checkpoint, and for a preset, whose random weights never stop, the
-engine's default for the model: 128 for the small presets; said once when it applies; every limit is also capped at
+engine's default for the model: 64 for the small presets; said once when it applies; every limit is also capped at
 what fits in max_len after the prompt), moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed
 (of the synthetic checkpoint), compilation_cache_dir (default ~/.cache/gptoss_jax/xla; 'off' disables it).
 Requests are pulled lazily, a few more than there are slots, so the engine's slots stay full while the harness

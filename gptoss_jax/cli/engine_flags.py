@@ -39,7 +39,7 @@ flags.DEFINE_multi_string("stop", [], "Stop string (repeatable); needs the token
 flags.DEFINE_string("stop_token_ids", "harmony", "Comma-separated stop token ids; 'harmony' = <|return|>, <|end|>, "
                     "<|call|> when the vocabulary is o200k_harmony's (none otherwise); '' = none.")
 flags.DEFINE_integer("max_tokens", None, "Tokens to generate at most (default: the model's, 32768 for gpt-oss models "
-                     "and 128 for the small demo and test presets, within what --max_len leaves after the prompt; a "
+                     "and 64 for the small demo and test presets, within what --max_len leaves after the prompt; a "
                      "value above that is an error).", lower_bound=1)
 flags.DEFINE_bool("logprobs", False, "Report the log-probability of every generated token.")
 flags.DEFINE_integer("top_logprobs", 0, "Also report this many most likely alternatives per token.")

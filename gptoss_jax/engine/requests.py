@@ -165,7 +165,7 @@ DEFAULT_MAX_TOKENS = 32768
 # Models this small are the demo and test presets, whose random weights never emit a stop token: without a limit
 # they would write gibberish to the end of the context (minutes on a CPU) and show nothing more.
 SMALL_MODEL_PARAMS = 10 ** 9
-SMALL_MODEL_MAX_TOKENS = 128
+SMALL_MODEL_MAX_TOKENS = 64
 
 
 def default_max_tokens(cfg) -> int:

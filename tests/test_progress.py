@@ -2,6 +2,7 @@
 request and scoring progress, Gloo's stdout lines dropped, and chat answers streamed token by token."""
 import io
 import os
+import re
 import subprocess
 import sys
 import time
@@ -87,7 +88,8 @@ def test_compile_notice_in_a_log_says_when_it_starts_and_how_long_it_took():
     time.sleep(0.01)
     notice.tick()                      # past the gap: the wait is over
     assert log.getvalue().splitlines()[0] == "compiling (first run; cached afterwards) ..."
-    assert log.getvalue().splitlines()[1].startswith("compiled in 0.1") and len(notice.waits) == 1
+    took = re.fullmatch(r"compiled in (\d+\.\d)s", log.getvalue().splitlines()[1])
+    assert took and 0.1 <= float(took.group(1)) < 10 and len(notice.waits) == 1     # the 0.1 s compile, on a busy CPU
     # a program loaded from the persistent cache is no wait, and a quick compile says nothing
     log = io.StringIO()
     notice = CompileNotice(lambda: "compiling", stream=log, after_s=0.05, gap_s=0.0)

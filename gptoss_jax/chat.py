@@ -63,7 +63,7 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None,
     max_len (the engine's context): the completion limit becomes at most what fits after the prompt, as a served
     model caps a request at its context (without it, a limit past the context is the engine's error to raise).
     default_max_tokens (the engine's limits.default_max_tokens): the limit of a request that sets none, which the
-    constraint plans to finish within.
+    constraint plans to finish within; without it such a request runs to the engine's own default.
     Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
     """
     if isinstance(req.messages, (list, tuple)) and not req.messages:
@@ -81,11 +81,11 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None,
     stops = tuple(sorted(grammar.stop_token_ids if grammar is not None
                          else harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS))
     sampling = dataclasses.replace(req.sampling, stop_token_ids=stops)
-    if max_len is not None and len(prompt) < max_len:
-        room = max_len - len(prompt)
-        sampling = dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens or default_max_tokens or room,
-                                                                room))
-    budget = sampling.max_tokens if sampling.max_tokens is not None else default_max_tokens
+    limit = sampling.max_tokens if sampling.max_tokens is not None else default_max_tokens
+    if max_len is not None and len(prompt) < max_len and limit is not None:
+        limit = min(limit, max_len - len(prompt))
+        sampling = dataclasses.replace(sampling, max_tokens=limit)
+    budget = limit     # None: the engine's default applies, which the constraint does not plan for
     constraint = grammar.new_constraint(max_tokens=budget) if grammar is not None else None
     return Request(prompt, sampling, constraint=constraint, id=req.id)
 

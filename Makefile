@@ -16,6 +16,7 @@ TRITON_VERSION ?= 3.9.0
 .PHONY: setup demo test clean browser triton-offline
 
 $(VENV)/.installed-$(EXTRAS): setup.py
+	@echo "installing gptoss-jax and its dependencies into $(VENV) (once; 1-3 minutes)"
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[$(EXTRAS)]"
@@ -34,6 +35,7 @@ $(VENV)/.installed-$(EXTRAS): setup.py
 	@command -v setpriv >/dev/null || $(APT_INSTALL) util-linux
 	@$(VENV)/bin/python -m gptoss_jax.harmony.tools.sandbox || echo "warning: model-written code cannot run here (see above)"
 	touch $@
+	@echo "installed: \`source $(VENV)/bin/activate\` puts the gptoss command on your PATH (the README's commands assume it)"
 
 # Headless Chromium for the eval report viewer's browser test (Debian's packages; the test skips without them)
 browser:
@@ -46,6 +48,7 @@ setup: $(VENV)/.installed-$(EXTRAS)
 
 demo: setup
 	$(VENV)/bin/gptoss demo
+	@echo "next: \`source $(VENV)/bin/activate\`, then the README's commands (gptoss chat, gptoss eval, ...)"
 
 test: setup browser
 	$(VENV)/bin/python -m pytest -q tests

@@ -380,6 +380,23 @@ def main(argv):
         del params
     _write(out_path, report)
     print(f"results: {out_path}")
+    refused = refusals(report)
+    if refused:
+        print(f"gptoss bench: {len(refused)} refused ({'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}): "
+              f"nothing was measured there", file=sys.stderr)
+        sys.exit(1)
+
+
+def refusals(report: dict) -> list[str]:
+    """What the run refused to measure (a model whose weights exceed the budget, a case that does not fit)."""
+    out = []
+    for name, entry in report["models"].items():
+        if "refused" in entry:
+            out.append(f"{name}: {entry['refused']}")
+        for row in entry.get("cases", []):
+            out += [f"{name} {row['mode']} batch {row['batch']} context {row['context']} {path}: {r['refused']}"
+                    for path, r in row.get("paths", {}).items() if "refused" in r]
+    return out
 
 
 def _write(path: str, report: dict) -> None:

@@ -11,7 +11,7 @@ import sys
 from absl import app, flags
 
 from gptoss_jax import chat as chat_lib
-from gptoss_jax.cli import chat_flags
+from gptoss_jax.cli import chat_flags, console
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
 from gptoss_jax.harmony.constants import REASONING_EFFORTS, VOCAB_SIZE
@@ -26,6 +26,7 @@ def _read(prompt: str, stream_in) -> str | None:
     sys.stdout.write(prompt)
     sys.stdout.flush()
     line = stream_in.readline()
+    console.line_done()
     return None if line == "" else line.rstrip("\n")
 
 

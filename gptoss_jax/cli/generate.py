@@ -46,6 +46,9 @@ def _chat_requests(cfg) -> list[chat_lib.ChatRequest]:
     if FLAGS.messages is not None:
         messages = chat_flags.json_flag("messages", FLAGS.messages, "a JSON list of OpenAI chat messages")
     elif FLAGS.prompt is not None:
+        if not FLAGS.prompt.strip():
+            raise app.UsageError("--prompt is empty: with --chat it is the user's message, e.g. "
+                                 "--prompt='Why is the sky blue?'")
         messages = [{"role": "user", "content": FLAGS.prompt}]
     else:
         raise app.UsageError("--chat needs --prompt (the user message) or --messages (a whole conversation)")

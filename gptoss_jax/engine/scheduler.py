@@ -41,7 +41,7 @@ from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
 from gptoss_jax.model.transformer import KVCache
-from gptoss_jax.progress import Progress
+from gptoss_jax.progress import RequestProgress
 
 NO_LIMIT = 2 ** 30
 
@@ -125,7 +125,8 @@ class Engine:
         chunk = min(prefill_chunk, max_len)
         self.buckets = Buckets(max_len=max_len, chunk=chunk, min_chunk=min(min_prefill_chunk, chunk),
                                num_slots=num_slots, data_parallel=dp)
-        self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None)
+        self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None,
+                                default_max_tokens=rq.default_max_tokens(cfg))
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
         self.steps = steps_for(model, max_top_logprobs, max_len)
@@ -228,15 +229,14 @@ class Engine:
                 rid = getattr(r, "id", None) or rq.next_request_id()
                 n = len(r.prompt) if isinstance(r, Request) and hasattr(r.prompt, "__len__") else 0
                 ids.append(Result(rid, n, 0, [], "error", error=str(e)))
-        bar = Progress(len(ids), "generate", unit=" requests", enabled=progress)
-        t0, toks = time.perf_counter(), 0
+        bar = RequestProgress(requests, enabled=progress)
+        bar.step([], [i for i in ids if isinstance(i, Result)])     # refused at submit: done already
         pending = {i for i in ids if isinstance(i, str)}
         while pending:
-            self.step()
-            for rid in [i for i in pending if i in self.results]:
-                pending.discard(rid)
-                toks += self.results[rid].completion_tokens
-                bar.update(1, note=f"{toks / max(time.perf_counter() - t0, 1e-9):.1f} tokens/s")
+            events = self.step()
+            finished = [i for i in pending if i in self.results]
+            pending.difference_update(finished)
+            bar.step(events, [self.results[rid] for rid in finished])
         bar.close()
         return [i if isinstance(i, Result) else self.results.pop(i) for i in ids]
 

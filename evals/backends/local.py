@@ -132,8 +132,12 @@ class LocalBackend(Backend):
             max_tokens=self._limit(s.max_tokens))
         chat_req = chat_lib.ChatRequest(messages=req.messages, tools=list(req.tools) or None,
                                         reasoning_effort=req.reasoning_effort, sampling=sampling, id=req.id)
-        return chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len,
-                                          default_max_tokens=self.default_max_tokens)
+        out = chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len,
+                                         default_max_tokens=self.default_max_tokens)
+        room = self.engine.max_len - len(out.prompt)   # this backend caps a limit past the context (a sweep's
+        if out.sampling.max_tokens is not None and 0 < room < out.sampling.max_tokens:   # task limits are large)
+            out = dataclasses.replace(out, sampling=dataclasses.replace(out.sampling, max_tokens=room))
+        return out
 
     def _result(self, res, started: float, device_s: float) -> Result:
         from gptoss_jax import chat as chat_lib

@@ -34,8 +34,10 @@ def fit(constraint, limit: int):
 class MaskPool:
     """threads: masks computed at once (llguidance releases the GIL while it computes one)."""
 
-    def __init__(self, words: int, *, threads: int, wait_s: float):
-        if threads < 1 or wait_s < 0:
+    def __init__(self, words: int, *, threads: int, wait_s: float | None):
+        """wait_s None: lockstep, every mask is waited for (several processes driving one engine must take the same
+        decisions: a round skipped for a late mask on one process only would desynchronize their programs)."""
+        if threads < 1 or (wait_s is not None and wait_s < 0):
             raise ValueError(f"mask threads must be >= 1 and the mask wait >= 0, got {threads} and {wait_s}")
         self.words, self.wait_s = words, wait_s
         self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="gptoss-mask")
@@ -50,6 +52,10 @@ class MaskPool:
         constraint.fill_bitmask(out)
         return out, time.perf_counter() - t0
 
+    def deadline(self, start: float) -> float:
+        """The latest perf_counter time to wait for masks of a round that started at `start`."""
+        return float("inf") if self.wait_s is None else start + self.wait_s
+
     @staticmethod
     def usable(live) -> bool:
         """Whether live can take part in this round: unconstrained, its mask ready, or its mask expected soon."""
@@ -59,6 +65,8 @@ class MaskPool:
         """live's mask if it is ready by `deadline` (perf_counter time; waited for only when expected soon), else
         None: late, the request sits this round out. Raises what the constraint raised."""
         fut = live.mask
+        if self.wait_s is None:
+            return fut.result()[0]
         if not fut.done():
             if live.mask_slow:
                 return None

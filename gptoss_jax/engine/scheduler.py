@@ -104,7 +104,8 @@ class Engine:
     detokenize: ids -> str, needed for stop strings and Result.text.
     seed: draws the seeds of requests that give none.
     mask_threads / mask_wait_s: threads computing constraint masks; the longest the engine waits for a late mask
-      after dispatching a step (a request whose mask is later, or whose last mask was slower, sits the round out).
+      after dispatching a step (a request whose mask is later, or whose last mask was slower, sits the round out);
+      with several processes every mask is waited for (they must take the same decisions).
     prefix_cache: reuse the KV entries of prompt heads computed before (prefix_cache.py); None: off.
     """
 
@@ -146,7 +147,8 @@ class Engine:
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._cancelled: set[str] = set()
-        self.masks = MaskPool(self.mask_words, threads=mask_threads, wait_s=mask_wait_s)
+        self.masks = MaskPool(self.mask_words, threads=mask_threads,   # processes in lockstep: no timing decisions
+                              wait_s=mask_wait_s if jax.process_count() == 1 else None)
         self._events: list[TokenEvent] = []
         self._all_ones = np.full((1, self.mask_words), -1, np.int32)
 
@@ -310,7 +312,7 @@ class Engine:
     def _first_masks(self, todo, chunk_len) -> dict[str, np.ndarray]:
         """Masks of the first sampled token for the slots whose next chunk ends the prompt (masks.py: a late one
         leaves its slot out of this round's prefill; a failed one finishes its request)."""
-        deadline, rows = time.perf_counter() + self.masks.wait_s, {}
+        deadline, rows = self.masks.deadline(time.perf_counter()), {}
         for s in todo:
             if s.mask is not None and len(s.prompt) - s.prefilled == chunk_len(s):
                 try:
@@ -457,7 +459,7 @@ class Engine:
         for s in decoders:
             if s.mask is not None:
                 try:
-                    row = self.masks.take(s, t0 + self.masks.wait_s)
+                    row = self.masks.take(s, self.masks.deadline(t0))
                 except Exception as e:  # noqa: BLE001
                     self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
                     row = None

@@ -89,3 +89,27 @@ def test_a_failing_mask_fails_its_request_with_the_constraints_message(engine):
                                        constraint=Failing()), free])
     assert bad.finish_reason == "error" and bad.error == "constraint failed: ValueError: schema budget spent"
     assert len(bad.token_ids) == 2 and ok.token_ids == alone.token_ids
+
+
+def test_in_lockstep_every_mask_is_waited_for():
+    # several processes drive one engine: a round skipped for a late mask on one of them only would desynchronize
+    # their programs, so with wait_s=None the pool waits, whatever the mask costs
+    import concurrent.futures
+    import time
+    import types
+
+    from gptoss_jax.engine.masks import MaskPool
+
+    class Slow:
+        def fill_bitmask(self, out):
+            time.sleep(0.3)
+            out[:] = 7
+
+    for wait_s, want in ((None, 7), (0.01, None)):
+        pool = MaskPool(4, threads=1, wait_s=wait_s)
+        live = types.SimpleNamespace(mask=pool.start(Slow()), mask_slow=False)
+        row = pool.take(live, pool.deadline(time.perf_counter()))
+        assert (row is None) if want is None else (row.tolist() == [want] * 4), (wait_s, row)
+        assert live.mask_slow == (wait_s is not None) and pool.usable(live) == (wait_s is None or live.mask.done())
+        concurrent.futures.wait([live.mask])
+        pool.close()

@@ -6,7 +6,9 @@
     gptoss bench --model=gpt-oss-120b --batch=1 --context=1024 --modes=decode --out=runs/b1.json
 
 For each model it draws random full-size weights directly on the device (no disk), prints the memory plan (packed
-weights, KV cache bytes a token, how many tokens of context fit) and, for every (mode, batch, context) case, runs
+weights, KV cache bytes a token, how many tokens of context fit), the device ops one layer pair of a batch-1 decode
+step lowers to on a GPU per path (StableHLO, lowered abstractly: the glue around the kernels; cli/bench_program.py)
+and, for every (mode, batch, context) case, runs
 the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe_impl / --attention_impl; "auto" is
 the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
 bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
@@ -107,6 +109,21 @@ def print_plan(cfg, plan: dict, budget: int | None, source: str, dtype) -> None:
               f"context that fit: {full}{'' if full else ' (does NOT fit)'}")
         if free <= 0:
             print("   the weights alone do not fit: every case will be refused")
+
+
+def print_pair_ops(cfg, paths: dict, dtype: str) -> dict:
+    """Device ops one layer pair of a batch-1 decode step lowers to on a GPU (StableHLO, lowered abstractly here),
+    per path: the per-layer glue around the kernels."""
+    from gptoss_jax.cli import bench_program
+    from gptoss_jax.kernels import REFERENCE
+
+    out = {}
+    for path in paths:
+        chosen = REFERENCE if path == "reference" else common.kernels_from_flags()
+        ops = bench_program.decode_pair_ops(cfg, chosen, dtype=dtype)
+        out[path] = dict(ops)
+        print(f"   layer pair, batch-1 decode on a GPU ({path} path): {bench_program.summary(ops)}")
+    return out
 
 
 def fits(need: int, budget: int | None) -> bool:
@@ -338,6 +355,7 @@ def main(argv):
         plan = memory_plan(cfg, dtype)
         print_plan(cfg, plan, budget, source, dtype)
         entry = report["models"][cfg.name] = {"plan": plan, "budget_bytes": budget, "cases": []}
+        entry["layer_pair_ops"] = print_pair_ops(cfg, paths, FLAGS.dtype)
         if budget is not None and plan["weights_bytes"] > budget:
             print(f"   REFUSED: {cfg.name}'s weights ({_size(plan['weights_bytes'])}) exceed the budget")
             entry["refused"] = "weights exceed the device memory budget"

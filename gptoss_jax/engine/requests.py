@@ -57,8 +57,10 @@ class SamplingParams:
     top_logprobs: int = 0
 
     @property
-    def needs_sort(self) -> bool:
-        return self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)
+    def adjusts_logits(self) -> bool:
+        """Whether penalties or a logit bias change this request's logits (a step computes them only then)."""
+        return (self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
+                or bool(self.logit_bias))
 
 
 @dataclasses.dataclass

@@ -34,6 +34,7 @@ from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
 from gptoss_jax.engine.buckets import Buckets
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
+from gptoss_jax.engine.sampling import SamplerPlan, top_bucket
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
 from gptoss_jax.model.transformer import KVCache
@@ -119,7 +120,7 @@ class Engine:
         self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None)
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
-        self.steps = steps_for(model, max_top_logprobs, max_len)
+        self.steps = steps_for(model, max_len)
         # everything the steps take lives committed where the weights are, so the first call compiles the same
         # program as every later one (whose inputs are earlier outputs)
         if model.mesh is None:
@@ -326,7 +327,7 @@ class Engine:
         try:
             self.cache, self.state, out = self.steps.prefill(
                 self.model.params, self.cache, self.state, tokens, positions, rows, last_idx, final, words,
-                targets, kv_len=kv, score=score)
+                targets, kv_len=kv, score=score, plan=self._plan(group))
         except Exception as e:  # noqa: BLE001
             self._device_failure([s for _, s, _, _ in plan], e)
             return None
@@ -362,6 +363,13 @@ class Engine:
                 continue
             self._take(s, out, r, 0)
 
+    def _plan(self, lives) -> SamplerPlan:
+        """What the sampler of a step over these requests computes: penalties and bias if one uses them, as many
+        top logprobs as the most any asks (bucketed)."""
+        asked = max((s.req.sampling.top_logprobs for s in lives), default=0)
+        return SamplerPlan(any(s.req.sampling.adjusts_logits for s in lives),
+                           top_bucket(asked, self.limits.max_top_logprobs))
+
     # =================================================================================================== decode
     def _decode_kv(self, decoders, steps: int) -> int:
         need = max(s.length for s in decoders) + steps
@@ -379,7 +387,7 @@ class Engine:
         try:
             self.cache, self.state, outs, _ = self.steps.decode_loop(
                 self.model.params, self.cache, self.state, self._keep(decoders),
-                kv_len=self._decode_kv(decoders, n), n_steps=n)
+                kv_len=self._decode_kv(decoders, n), n_steps=n, plan=self._plan(decoders))
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
             return None
@@ -421,7 +429,7 @@ class Engine:
                     self._finish(s, "error", error=f"constraint failed: {e!r}")
                     keep[s.slot] = False
         try:
-            self.state, outs = self.steps.decode_sample(logits, self.state, keep, words)
+            self.state, outs = self.steps.decode_sample(logits, self.state, keep, words, plan=self._plan(decoders))
         except Exception as e:  # noqa: BLE001
             self._device_failure(decoders, e)
             return

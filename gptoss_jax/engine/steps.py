@@ -26,20 +26,22 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gptoss_jax import sharding
 from gptoss_jax.engine import sampling
+from gptoss_jax.engine.sampling import SamplerPlan
 from gptoss_jax.engine.slots import SlotState, admit_row
 from gptoss_jax.model.transformer import CACHE_AXES, KVCache
 
 
 class Steps:
-    def __init__(self, module, num_top: int, max_len: int):
+    def __init__(self, module, max_len: int):
         """module: the model's Transformer (config, dtype, mesh and kernels are its fields)."""
         self.module = module
-        self.cfg, self.mesh, self.num_top, self.max_len = module.cfg, module.mesh, num_top, max_len
+        self.cfg, self.mesh, self.max_len = module.cfg, module.mesh, max_len
         self.admit = jax.jit(self._admit, donate_argnums=(0,))
-        self.prefill = jax.jit(self._prefill, static_argnames=("kv_len", "score"), donate_argnums=(1, 2))
-        self.decode_loop = jax.jit(self._decode_loop, static_argnames=("kv_len", "n_steps"), donate_argnums=(1, 2))
+        self.prefill = jax.jit(self._prefill, static_argnames=("kv_len", "score", "plan"), donate_argnums=(1, 2))
+        self.decode_loop = jax.jit(self._decode_loop, static_argnames=("kv_len", "n_steps", "plan"),
+                                   donate_argnums=(1, 2))
         self.decode_forward = jax.jit(self._decode_forward, static_argnames=("kv_len",), donate_argnums=(1,))
-        self.decode_sample = jax.jit(self._decode_sample, donate_argnums=(1,))
+        self.decode_sample = jax.jit(self._decode_sample, static_argnames=("plan",), donate_argnums=(1,))
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _pin(self, cache: KVCache | None, state: SlotState | None):
@@ -85,7 +87,7 @@ class Steps:
         return self._pin(None, admit_row(state, slot, values, bias_row))[1]
 
     def _prefill(self, params, cache, state, tokens, positions, rows, last_idx, final, words, targets, *,
-                 kv_len: int, score: bool):
+                 kv_len: int, score: bool, plan: SamplerPlan = SamplerPlan()):
         """tokens/positions [R, T] (-1: padding), rows [R] slot of each row (>= slots: padding row), last_idx [R]
         index of the last real token, final [R] whether the chunk ends the prompt, words [R, ceil(V/32)] token
         masks of the first sample, targets [R, T] next prompt token (scoring; -1: none)."""
@@ -104,7 +106,7 @@ class Steps:
         seen = r.seen.at[b_idx[:, None], jnp.where(positions >= 0, tokens, v)].set(True, mode="drop")
         length = jnp.where(final, positions[b_idx, last_idx] + 1, r.length)
         r = dataclasses.replace(r, seen=seen, length=length)
-        tok, lp, top_id, top_lp, ok = sampling.sample(logits, r, sampling.unpack_bitmask(words, v), self.num_top)
+        tok, lp, top_id, top_lp, ok = sampling.sample(logits, r, sampling.unpack_bitmask(words, v), plan)
         r = sampling.record(r, tok, final, ok, self.max_len)
         cache, state = self._pin(cache, state.put_rows(rows, r))
         out.update(self._outs(tok, lp, top_id, top_lp, ok, final))
@@ -117,17 +119,18 @@ class Steps:
                                       logits_index=jnp.zeros(keep.shape, jnp.int32))
         return logits, self._pin(cache, None)[0]
 
-    def _decode_sample(self, logits, state, keep, words):
+    def _decode_sample(self, logits, state, keep, words, *, plan: SamplerPlan = SamplerPlan()):
         want = state.active & keep
         allowed = sampling.unpack_bitmask(words, self.cfg.vocab_size)
-        tok, lp, top_id, top_lp, ok = sampling.sample(logits, state, allowed, self.num_top)
+        tok, lp, top_id, top_lp, ok = sampling.sample(logits, state, allowed, plan)
         st = sampling.record(state, tok, want, ok, self.max_len)
         st = dataclasses.replace(st, active=st.active & keep)
         outs = jax.tree.map(lambda a: a[None], self._outs(tok, lp, top_id, top_lp, ok, want))
         return self._pin(None, st)[1], self._replicated(outs)
 
-    def _decode_loop(self, params, cache, state, keep, *, kv_len: int, n_steps: int):
-        b, k = keep.shape[0], self.num_top
+    def _decode_loop(self, params, cache, state, keep, *, kv_len: int, n_steps: int,
+                     plan: SamplerPlan = SamplerPlan()):
+        b, k = keep.shape[0], plan.num_top
         state = dataclasses.replace(state, active=state.active & keep)
         outs = {"token": jnp.full((n_steps, b), -1, jnp.int32), "logprob": jnp.zeros((n_steps, b), jnp.float32),
                 "top_ids": jnp.zeros((n_steps, b, k), jnp.int32),
@@ -143,7 +146,7 @@ class Steps:
             pos = jnp.where(want, st.length, -1)[:, None]
             logits, cache = self._forward(params, st.last_tok[:, None], pos, cache, kv_len=kv_len,
                                           logits_index=jnp.zeros((b,), jnp.int32))
-            tok, lp, top_id, top_lp, ok = sampling.sample(logits, st, None, k)
+            tok, lp, top_id, top_lp, ok = sampling.sample(logits, st, None, plan)
             st = sampling.record(st, tok, want, ok, self.max_len)
             step = self._outs(tok, lp, top_id, top_lp, ok, want)
             outs = jax.tree.map(lambda o, s: o.at[i].set(s), outs, step)
@@ -163,11 +166,11 @@ _CACHE: dict[tuple, Steps] = {}
 _CACHE_SIZE = 16
 
 
-def steps_for(model, num_top: int, max_len: int) -> Steps:
+def steps_for(model, max_len: int) -> Steps:
     """The shared Steps of a GptOss model (keyed by model.key: config, dtype, mesh, kernels) and engine sizes."""
-    key = (*model.key, num_top, max_len)
+    key = (*model.key, max_len)
     if key not in _CACHE:
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = Steps(model.module, num_top, max_len)
+        _CACHE[key] = Steps(model.module, max_len)
     return _CACHE[key]

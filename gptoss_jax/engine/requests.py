@@ -57,10 +57,9 @@ class SamplingParams:
     top_logprobs: int = 0
 
     @property
-    def adjusts_logits(self) -> bool:
-        """Whether penalties or a logit bias change this request's logits (a step computes them only then)."""
-        return (self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
-                or bool(self.logit_bias))
+    def penalizes(self) -> bool:
+        """Whether a penalty changes this request's logits (a step computes penalties only then)."""
+        return self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
 
 
 @dataclasses.dataclass

@@ -5,8 +5,9 @@ constraint mask -> (greedy if temperature == 0) -> temperature -> top_k -> top_p
 row's seed folded with the index of the token being generated (fresh noise every token, none shared with other rows).
 
 What a step computes follows what its rows ask (a `SamplerPlan`, chosen by the host from the requests it holds):
-penalties and logit bias only when some row uses them, top logprobs only when some row asks and only as many as the
-largest ask (rounded up to a bucket). No step sorts the vocabulary. A stochastic draw takes the first of three exact
+penalties and logit bias only when some row uses them, log-probabilities only when some row reports them, top
+logprobs only when some row asks and only as many as the largest ask (rounded up to a bucket). No step sorts the
+vocabulary. A stochastic draw takes the first of three exact
 routes that applies to its row (draw.py):
   candidates  the row's top CANDIDATES tokens (lax.top_k) hold everything top_k / top_p / min_p keep: a draw among
               them (the common case for a trained model's peaked distributions);
@@ -32,9 +33,12 @@ from gptoss_jax.engine.slots import SlotState
 @dataclasses.dataclass(frozen=True)
 class SamplerPlan:
     """What a sampling step computes beyond the token (a static argument of the jitted steps: one compiled variant
-    each, made on first use). adjust: some row uses penalties or logit bias; num_top: top logprobs computed per row
-    (>= the most any row asks; 0: none)."""
-    adjust: bool = False
+    each, made on first use). penalties: some row uses presence / frequency / repetition penalties; bias: some row
+    has a logit bias; logprobs: some row reports log-probabilities; num_top: top logprobs computed per row (>= the
+    most any row asks; 0: none)."""
+    penalties: bool = False
+    bias: bool = False
+    logprobs: bool = False
     num_top: int = 0
 
 
@@ -49,15 +53,19 @@ def unpack_bitmask(words: jax.Array, vocab: int) -> jax.Array:
     return bits.reshape(words.shape[0], -1)[:, :vocab].astype(bool)
 
 
-def adjust_logits(logits: jax.Array, rows: SlotState, allowed: jax.Array | None = None) -> jax.Array:
-    """Penalties, logit bias and the constraint mask on raw logits [N, V] f32."""
+def adjust_logits(logits: jax.Array, rows: SlotState, allowed: jax.Array | None = None, *, penalties: bool = True,
+                  bias: bool = True) -> jax.Array:
+    """Penalties, logit bias and the constraint mask on raw logits [N, V] f32 (each part only when asked: a pass
+    over [N, V] state it skips is never read)."""
     x = logits
-    counts = rows.counts
-    rep = rows.repetition[:, None]
-    x = jnp.where(rows.seen | (counts > 0), jnp.where(x > 0, x / rep, x * rep), x)
-    c = counts.astype(jnp.float32)
-    x = x - c * rows.frequency[:, None] - (counts > 0) * rows.presence[:, None]
-    x = x + rows.bias
+    if penalties:
+        counts = rows.counts
+        rep = rows.repetition[:, None]
+        x = jnp.where(rows.seen | (counts > 0), jnp.where(x > 0, x / rep, x * rep), x)
+        c = counts.astype(jnp.float32)
+        x = x - c * rows.frequency[:, None] - (counts > 0) * rows.presence[:, None]
+    if bias:
+        x = x + rows.bias
     if allowed is not None:
         x = jnp.where(allowed, x, -jnp.inf)
     return x
@@ -87,53 +95,39 @@ def row_keys(rows: SlotState) -> jax.Array:
     return jax.vmap(jax.random.fold_in)(jax.random.wrap_key_data(rows.key, impl="threefry2x32"), rows.n_gen)
 
 
-def max_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(max, first argmax) of x [N, V] along V in one reduction."""
-    idx = lax.broadcasted_iota(jnp.int32, x.shape, 1)
-
-    def pick(a, b):
-        (va, ia), (vb, ib) = a, b
-        take_a = (va > vb) | ((va == vb) & (ia < ib)) | jnp.isnan(va)
-        return jnp.where(take_a, va, vb), jnp.where(take_a, ia, ib)
-
-    return lax.reduce((x, idx), (jnp.float32(-jnp.inf), jnp.int32(0)), pick, (1,))
-
-
 def log_normalizer(x: jax.Array, top: jax.Array) -> jax.Array:
-    """logsumexp of x [N, V] given its max [N]."""
-    safe = jnp.where(jnp.isfinite(top), top, 0.0)
+    """logsumexp of x [N, V] given its max [N] (one pass)."""
+    (safe,) = draw_lib.own(jnp.where(jnp.isfinite(top), top, 0.0))
     return safe + jnp.log(jnp.sum(jnp.exp(x - safe[:, None]), axis=-1))
 
 
 def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: SamplerPlan):
     """logits [N, V] f32 -> (tokens [N] i32, logprob [N], top ids [N, K], top logprobs [N, K], ok [N]).
 
-    K = plan.num_top. ok is False where no token is allowed (a constraint or logit bias left nothing): that request
-    fails alone.
+    K = plan.num_top; logprob is 0 unless plan.logprobs or plan.num_top. ok is False where no token is allowed (a
+    constraint or logit bias left nothing): that request fails alone.
     """
     with jax.named_scope("sampling"):
-        x = adjust_logits(logits, rows, allowed) if plan.adjust else logits
-        if allowed is not None and not plan.adjust:
-            x = jnp.where(allowed, x, -jnp.inf)
-        top, greedy = max_argmax(x)
+        x = adjust_logits(logits, rows, allowed, penalties=plan.penalties, bias=plan.bias)
+        top, greedy = draw_lib.block_max_argmax(x)
         ok = jnp.isfinite(top)
         hot = rows.temperature > 0
 
         def stochastic(x):
-            t = jnp.where(hot, rows.temperature, 1.0)[:, None]
-            return draw_lib.draw(x / t, rows.top_k, rows.top_p, rows.min_p, row_keys(rows))
+            t = jnp.where(hot, rows.temperature, 1.0)
+            return draw_lib.draw(x / t[:, None], rows.top_k, rows.top_p, rows.min_p, row_keys(rows), top / t)
 
         drawn = lax.cond(jnp.any(hot & ok), stochastic, lambda x: greedy, x)
         tok = jnp.where(hot, drawn, greedy)
-        raw_top = top if x is logits else logits.max(-1)
-        lse = log_normalizer(logits, raw_top)
-        lp = jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
-        if plan.num_top:
-            top_v, top_id = lax.top_k(logits, plan.num_top)
-            top_lp = top_v - lse[:, None]
-        else:
-            top_lp = jnp.zeros((logits.shape[0], 0), jnp.float32)
-            top_id = jnp.zeros((logits.shape[0], 0), jnp.int32)
+        n = logits.shape[0]
+        lp = jnp.zeros((n,), jnp.float32)
+        top_lp, top_id = jnp.zeros((n, 0), jnp.float32), jnp.zeros((n, 0), jnp.int32)
+        if plan.logprobs or plan.num_top:
+            lse = log_normalizer(logits, top if x is logits else draw_lib.block_max_argmax(logits)[0])
+            lp = jnp.take_along_axis(logits, tok[:, None], axis=-1)[:, 0] - lse
+            if plan.num_top:
+                top_v, top_id = lax.top_k(logits, plan.num_top)
+                top_lp = top_v - lse[:, None]
         return tok, lp, top_id.astype(jnp.int32), top_lp, ok
 
 

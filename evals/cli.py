@@ -59,10 +59,27 @@ flags.DEFINE_string("grader_base_url", None, "Grader endpoint (default: --base_u
 flags.DEFINE_string("grader_api_key", None, "Grader API key (default: --api_key).")
 flags.DEFINE_string("grader_model", None, "Grader model name; required by simpleqa and healthbench.")
 flags.DEFINE_enum("grader_reasoning_effort", "low", list(REASONING_EFFORTS), "Reasoning effort of the grader.")
+# user simulator (Tau-Bench)
+flags.DEFINE_string("user_model", None, "Model playing the user in agentic tasks (Tau-Bench).")
+flags.DEFINE_string("user_base_url", None, "Endpoint of the user model (default: --base_url).")
+flags.DEFINE_string("user_api_key", None, "API key of the user model's endpoint (default: --api_key).")
 flags.DEFINE_integer("grade_workers", 4, "Samples graded in parallel (code runs, grader calls).")
 flags.DEFINE_float("code_timeout_s", 10.0, "Wall-clock limit for running one code sample's tests.")
+# tools (evals/tooluse.py)
+flags.DEFINE_multi_string("tools", [], "Harmony built-in tools offered to the model, run in a loop until it "
+                          "answers: 'python', 'browser' or 'python,browser'; repeat the flag to sweep tool sets "
+                          "('none' = no tools), e.g. --tools=none --tools=browser.")
+flags.DEFINE_string("browser_index", None, "Folder of .txt/.md/.html documents the browser tool searches offline.")
+flags.DEFINE_string("search_url", None, "A SearXNG-compatible search service for the browser tool (instead of "
+                    "--browser_index), e.g. http://localhost:8888.")
+flags.DEFINE_float("python_timeout_s", 30.0, "Wall-clock limit of one python tool call.")
+flags.DEFINE_integer("max_tool_rounds", 16, "Model turns per sample in a tool loop.")
 # output, resume, replicas
-flags.DEFINE_string("output_dir", None, "Run directory (default: runs/evals/<config name or 'sweep'>).")
+flags.DEFINE_string("output_dir", None, "Run directory (default: runs/evals/<config name>-<model>-<hash of the "
+                    "run's identity>, so another model or sampling never lands in the same folder).")
+flags.DEFINE_bool("wait_for_lock", False, "If another sweep is running in --output_dir, wait for it instead of "
+                  "refusing.")
+flags.DEFINE_bool("verbose", False, "Log every HTTP request and grader-library warnings on stderr.")
 flags.DEFINE_bool("resume", True, "Skip samples already recorded in --output_dir (safe after a crash).")
 flags.DEFINE_bool("rerun_failed", True, "On resume, run again the samples recorded as failed.")
 flags.DEFINE_integer("replica_index", None, "This data-parallel replica (default: $GPTOSS_REPLICA_INDEX or 0).")
@@ -109,6 +126,17 @@ def _kv(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _tool_sets(values) -> tuple[tuple[str, ...], ...]:
+    """--tools values (or the file's ``tools`` list) -> tool sets; each value is one set ('python,browser')."""
+    sets = []
+    for v in values:
+        names = v if isinstance(v, (list, tuple)) else [n for n in str(v).split(",")]
+        names = tuple(n.strip() for n in names if n.strip() and n.strip() != "none")
+        if names not in sets:
+            sets.append(names)
+    return tuple(sets) or ((),)
+
+
 def list_tasks() -> str:
     from evals.registry import TASKS  # noqa: PLC0415
     lines = [f"{'task':<20} {'category':<22} {'benchmark':<24} {'strategy':<18} grader"]
@@ -118,11 +146,13 @@ def list_tasks() -> str:
 
 
 def build(file_cfg: dict):
-    """Flags + sweep file -> (SweepConfig, BackendConfig, grader BackendConfig | None, Prices, name)."""
+    """Flags + sweep file -> (SweepConfig, BackendConfig, grader BackendConfig | None, Prices, name,
+    user-simulator BackendConfig | None)."""
     from evals.backends.base import BackendConfig, Sampling  # noqa: PLC0415
     from evals.config import sampling_grid  # noqa: PLC0415
     from evals.report import Prices  # noqa: PLC0415
     from evals.runner import SweepConfig, TaskOverride  # noqa: PLC0415
+    from evals.tooluse import ToolConfig  # noqa: PLC0415
 
     tasks = tuple(_pick("tasks", file_cfg.get("tasks")) or ())
     efforts = tuple(e.strip() for e in _pick("reasoning_efforts", file_cfg.get("reasoning_efforts")))
@@ -132,6 +162,9 @@ def build(file_cfg: dict):
     else:
         sampling = sampling_grid(file_cfg["sampling"])
     seed = _pick("seed", file_cfg.get("seed"))
+    tool_sets = _tool_sets(FLAGS.tools if _given("tools") else (file_cfg.get("tools") or []))
+    tool_config = ToolConfig(python_timeout_s=FLAGS.python_timeout_s, browser_index=FLAGS.browser_index,
+                             search_url=FLAGS.search_url, max_rounds=FLAGS.max_tool_rounds)
     overrides = {k: TaskOverride(**v) for k, v in (file_cfg.get("task_overrides") or {}).items()}
     info = _replica()
     replica_index = FLAGS.replica_index if FLAGS.replica_index is not None else (
@@ -141,7 +174,8 @@ def build(file_cfg: dict):
     sweep = SweepConfig(tasks=tasks, efforts=efforts, repeats=_pick("repeats", file_cfg.get("repeats")),
                         sampling=sampling, limit=_pick("limit", file_cfg.get("limit")),
                         seed=None if seed == -1 else seed, overrides=overrides, replica_index=replica_index,
-                        replica_count=replica_count, timeout_s=FLAGS.timeout_s)
+                        replica_count=replica_count, timeout_s=FLAGS.timeout_s, tools=tool_sets,
+                        tool_config=tool_config)
     b = dict(file_cfg.get("backend") or {})
     backend = BackendConfig(
         kind=_pick("backend", b.get("kind")), model=_pick("model", b.get("model"), ""),
@@ -161,13 +195,19 @@ def build(file_cfg: dict):
             backend, kind=_pick("grader_backend", g.get("kind")), model=grader_model,
             base_url=_pick("grader_base_url", g.get("base_url")) or backend.base_url,
             api_key=FLAGS.grader_api_key or g.get("api_key") or backend.api_key, reasoning_effort_param="reasoning_effort")
+    user = None
+    if FLAGS.user_model:
+        user = dataclasses.replace(backend, kind="endpoint", model=FLAGS.user_model,
+                                   base_url=FLAGS.user_base_url or backend.base_url,
+                                   api_key=FLAGS.user_api_key or backend.api_key,
+                                   reasoning_effort_param="reasoning_effort", extra={})
     p = dict(file_cfg.get("prices") or {})
     prices = Prices(prompt=_pick("price_prompt", p.get("prompt")), completion=_pick("price_completion",
                                                                                      p.get("completion")),
                     cached=_pick("price_cached", p.get("cached")),
                     device_hour=_pick("device_hourly_rate", p.get("device_hour")))
     name = file_cfg.get("name") or (Path(FLAGS.config).stem if FLAGS.config else "sweep")
-    return sweep, backend, grader, prices, name
+    return sweep, backend, grader, prices, name, user
 
 
 def _replica():
@@ -197,11 +237,18 @@ def _check_replica_plan(info):
 
 def write_reports(out_dir: Path, prices, task_order, meta: dict) -> str:
     from evals import html_report, records, report  # noqa: PLC0415
-    recs = records.load_records(records.record_files(out_dir))
+    skipped: list = []
+    recs = records.load_records(records.record_files(out_dir), skipped)
+    if skipped:
+        path, line, why = skipped[0]
+        print(f"gptoss eval: skipped {len(skipped)} unreadable record line(s) (first: {path}:{line}: {why})",
+              file=sys.stderr)
+        meta = {**meta, "skipped_records": len(skipped)}
     rows = report.summarize(recs, prices, task_order)
     (out_dir / "summary.json").write_text(report.to_json(rows, meta), encoding="utf-8")
     (out_dir / "summary.md").write_text(report.to_markdown(rows), encoding="utf-8")
-    (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta), encoding="utf-8")
+    (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta, prices),
+                                         encoding="utf-8")
     return report.to_text(rows)
 
 
@@ -212,6 +259,8 @@ def run(argv=None) -> int:
     from evals.graders import GradeContext  # noqa: PLC0415
     from evals.registry import UnknownTask  # noqa: PLC0415
     from evals.runner import SweepError, run_sweep, summarize_outcome  # noqa: PLC0415
+    from evals.run_folder import FolderError, default_output_dir, model_identity as model_identity_of  # noqa
+    from evals.logs import quiet_logs  # noqa: PLC0415
     from evals import records  # noqa: PLC0415
 
     if FLAGS.list_tasks:
@@ -219,9 +268,14 @@ def run(argv=None) -> int:
         return 0
     try:
         file_cfg = load_file(FLAGS.config) if FLAGS.config else {}
-        sweep, bcfg, gcfg, prices, name = build(file_cfg)
-        out_dir = Path(FLAGS.output_dir or Path("runs") / "evals" / name)
+        sweep, bcfg, gcfg, prices, name, ucfg = build(file_cfg)
+        model_identity = model_identity_of(bcfg)
+        out_dir = Path(FLAGS.output_dir) if FLAGS.output_dir else default_output_dir(name, {
+            **model_identity, "sampling": [sp.to_dict() for sp in sweep.sampling], "seed": sweep.seed,
+            "tools": sorted(list(t) for t in sweep.tools)})
+        quiet_logs(FLAGS.verbose)
         meta = {"name": name, "backend": bcfg.describe(), "efforts": list(sweep.efforts),
+                "tools": ["+".join(t) or "none" for t in sweep.tools], "output_dir": str(out_dir),
                 "tasks": list(sweep.tasks), "prices_per_million": [prices.prompt, prices.completion, prices.cached],
                 "device_hourly_rate": prices.device_hour, "generated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         failed = 0
@@ -232,7 +286,8 @@ def run(argv=None) -> int:
                                  "another --output_dir")
             backend = make_backend(bcfg)
             grader = make_backend(gcfg) if gcfg else None
-            ctx = GradeContext(grader_backend=grader, code_timeout_s=FLAGS.code_timeout_s,
+            user = make_backend(ucfg) if ucfg else None
+            ctx = GradeContext(grader_backend=grader, user_backend=user, code_timeout_s=FLAGS.code_timeout_s,
                                grader_reasoning_effort=FLAGS.grader_reasoning_effort)
             cache_dir = Path(FLAGS.cache_dir) if FLAGS.cache_dir else default_cache_dir()
             info = _replica()
@@ -243,12 +298,14 @@ def run(argv=None) -> int:
                 outcome = run_sweep(sweep, backend, out_dir, cache_dir=cache_dir, offline=FLAGS.offline,
                                     grade_ctx=ctx, rerun_failed=FLAGS.rerun_failed, grade_workers=FLAGS.grade_workers,
                                     progress=FLAGS.progress, log=lambda m: print(m, file=sys.stderr),
-                                    records_path=scratch,
+                                    records_path=scratch, model_identity=model_identity,
+                                    guard=info is None or info.is_leader, wait_for_lock=FLAGS.wait_for_lock,
                                     check_plan=_check_replica_plan(info) if info is not None else None)
             finally:
                 backend.close()
-                if grader is not None:
-                    grader.close()
+                for other in (grader, user):
+                    if other is not None:
+                        other.close()
             print(summarize_outcome(outcome), file=sys.stderr)
             failed = outcome.failed
             if info is not None:  # every replica's records reach process 0, which writes the one report
@@ -271,7 +328,7 @@ def run(argv=None) -> int:
                   "command runs them again", file=sys.stderr)
             return 1
         return 0
-    except (ConfigError, SweepError, UnknownTask, DatasetUnavailable, BackendFatalError) as e:
+    except (ConfigError, SweepError, UnknownTask, DatasetUnavailable, BackendFatalError, FolderError) as e:
         print(f"gptoss eval: error: {e}", file=sys.stderr)
         return 2
 

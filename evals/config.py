@@ -12,6 +12,7 @@ Keys (all optional except ``tasks``)::
       temperature: [1.0]
       top_p: [1.0]
       max_tokens: 32768
+    tools: [none, "python"]           # tool sets to sweep (evals/tooluse.py); default: no tools
     task_overrides:
       aime2025: {repeats: 8, max_tokens: 65536}
     prices: {prompt: 0.15, completion: 0.60, cached: 0.014, device_hour: 2.5}
@@ -30,7 +31,7 @@ from typing import Any, Mapping
 from evals.backends.base import Sampling
 
 KEYS = {"name", "tasks", "reasoning_efforts", "repeats", "limit", "seed", "sampling", "task_overrides", "prices",
-        "backend", "grader"}
+        "backend", "grader", "tools"}
 SAMPLING_KEYS = {"temperature", "top_p", "max_tokens", "top_k"}
 OVERRIDE_KEYS = {"repeats", "limit", "max_tokens"}
 

@@ -5,6 +5,9 @@ then ``fsync``ed. A process killed at any instant leaves every earlier record in
 (no trailing newline). Reading ignores a torn or unparseable line; opening for append first truncates a torn tail,
 so the next record starts on a fresh line. The record's ``key`` identifies the work item; the last record for a key
 wins (a failed sample rerun on resume supersedes its earlier failure).
+
+A line that is not a record the report can read (bad JSON, a field missing or of the wrong type: a hand-edited or
+foreign file) is skipped and counted, never a crash: pass ``skipped`` (a list) to learn which and why.
 """
 from __future__ import annotations
 
@@ -81,24 +84,70 @@ class RecordWriter:
         self.close()
 
 
-def iter_records(path: Path) -> Iterator[dict[str, Any]]:
+_NUM = (int, float)
+#: field -> accepted types (None allowed where the second element says so)
+_FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
+    "key": ((str,), False), "task": ((str,), False), "benchmark": ((str,), False), "category": ((str,), False),
+    "strategy": ((str,), False), "reasoning_effort": ((str,), False), "sampling_key": ((str,), False),
+    "sample_id": ((str,), False), "status": ((str,), False), "score": (_NUM, True),
+    "started_at": (_NUM, False), "ended_at": (_NUM, False), "usage": ((dict,), True),
+    "grader_usage": ((dict,), True), "device_seconds": (_NUM, True)}
+
+
+def check_record(rec: Any) -> str | None:
+    """None when the report can use ``rec``; otherwise what is wrong with it."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object but {type(rec).__name__}"
+    for field, (types, nullable) in _FIELDS.items():
+        if field not in rec:
+            if nullable:
+                continue
+            return f"no {field!r} field"
+        v = rec[field]
+        if v is None and nullable:
+            continue
+        if isinstance(v, bool) or not isinstance(v, types):
+            return f"{field!r} is {type(v).__name__} {str(v)[:40]!r}, expected {'/'.join(t.__name__ for t in types)}"
+    if rec["status"] not in ("ok", "failed"):
+        return f"status {rec['status']!r} is not ok or failed"
+    if rec["status"] == "ok" and not isinstance(rec.get("score"), _NUM):
+        return "status ok without a numeric score"
+    for part in ("usage", "grader_usage"):
+        for k, v in (rec.get(part) or {}).items():
+            if v is not None and (isinstance(v, bool) or not isinstance(v, _NUM)):
+                return f"{part}.{k} is {type(v).__name__}, expected a number"
+    return None
+
+
+def iter_records(path: Path, skipped: list | None = None) -> Iterator[dict[str, Any]]:
+    """The records of one file. Unreadable lines are skipped; with ``skipped`` each is appended as
+    ``(path, line number, reason)``. A torn last line (no newline: a crash mid-write) is ignored silently."""
     with open(path, "rb") as f:
-        for raw in f:
+        for n, raw in enumerate(f, 1):
             if not raw.endswith(b"\n"):
                 return  # torn last line
+            if not raw.strip():
+                continue
             try:
                 rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                if skipped is not None:
+                    skipped.append((str(path), n, f"not JSON ({e})"))
                 continue
-            if isinstance(rec, dict) and "key" in rec:
-                yield rec
+            problem = check_record(rec)
+            if problem is not None:
+                if skipped is not None:
+                    skipped.append((str(path), n, problem))
+                continue
+            yield rec
 
 
-def load_records(paths: Iterable[Path]) -> dict[str, dict[str, Any]]:
-    """All records from ``paths`` keyed by work-item key; the last one for a key wins."""
+def load_records(paths: Iterable[Path], skipped: list | None = None) -> dict[str, dict[str, Any]]:
+    """All records from ``paths`` keyed by work-item key; the last one for a key wins. ``skipped``: see
+    `iter_records`."""
     out: dict[str, dict[str, Any]] = {}
     for p in sorted(paths):
-        for rec in iter_records(p):
+        for rec in iter_records(p, skipped):
             out[rec["key"]] = rec
     return out
 

@@ -1,10 +1,13 @@
 """Sweeps: tasks x reasoning efforts x sampling points x repeats, resumable, split across replicas.
 
-Every work item has a key ``task|effort|sampling|sample_id|repeat``. Before running, the records already in the
-output directory are read and every key with a finished record (status ``ok``; ``failed`` too unless
+Every work item has a key ``task|effort|sampling[+tools=...]|sample_id|repeat``. Before running, the records
+already in the output directory are read and every key with a finished record (status ``ok``; ``failed`` too unless
 ``rerun_failed``) is skipped, so rerunning the same command after a crash (even ``kill -9``) neither repeats nor
 loses a finished sample. With ``replica_count`` N > 1, replica i runs the keys whose sha256 is i mod N and writes its
 own records file; the report merges all files in the directory.
+
+The folder is guarded (evals/run_folder.py): a sweep holds an advisory lock on it while it runs, and a resume whose
+identity (model, backend, sampling, seed, tools, task versions) differs from the folder's refuses.
 
 Flow: the backend's ``complete_many`` streams results as they finish; each result is graded on a thread pool
 (graders may run code or call a grader model) and its record is appended by the main thread, one fsynced line each.
@@ -19,14 +22,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from evals import records as rec_io
+from evals.agentic.episodes import complete_episodes, episode_workers
 from evals.backends.base import REASONING_EFFORTS, Backend, Request, Result, Sampling
-from evals.graders import GradeContext, grade
+from evals.graders import MODEL_GRADED, GradeContext, grade
 from evals.prompts import build_messages
 from evals.registry import LoadedTask, get_task, load_task
+from evals.run_folder import FolderLock, check_identity, identity_of, run_identity, short_hash
 from evals.spec import Sample, TaskSpec
+from evals.tooluse import ToolConfig, ToolSetupError, check_tools
 
 
 class SweepError(ValueError):
@@ -52,6 +58,8 @@ class SweepConfig:
     replica_index: int = 0
     replica_count: int = 1
     timeout_s: float | None = None
+    tools: tuple[tuple[str, ...], ...] = ((),)  # tool sets to sweep; () = no tools (evals/tooluse.py)
+    tool_config: ToolConfig = ToolConfig()
 
     def validate(self) -> None:
         if not self.tasks:
@@ -73,6 +81,13 @@ class SweepConfig:
             raise SweepError(f"task_overrides name tasks not in the sweep: {sorted(unknown)}")
         if not self.sampling:
             raise SweepError("no sampling points")
+        if not self.tools:
+            raise SweepError("no tool sets (use ((),) for none)")
+        for ts in self.tools:
+            try:
+                check_tools(ts, self.tool_config)
+            except ToolSetupError as e:
+                raise SweepError(str(e)) from None
         for sp in self.sampling:  # refused here, before any request: a backend would fail (or fill) every one
             if sp.temperature is not None and not sp.temperature >= 0:
                 raise SweepError(f"temperature must be >= 0 (0 = greedy), got {sp.temperature}")
@@ -96,15 +111,22 @@ class WorkItem:
     sampling: Sampling
     repeat: int
     messages: tuple[dict[str, Any], ...]
+    tools: tuple[str, ...] = ()
+    tool_config: ToolConfig | None = None
 
     def request(self, timeout_s: float | None) -> Request:
         return Request(id=self.key, messages=self.messages, tools=self.sample.tools, reasoning_effort=self.effort,
-                       sampling=self.sampling, timeout_s=timeout_s,
-                       metadata={"task": self.spec.name, "sample_id": self.sample.id})
+                       sampling=self.sampling, timeout_s=timeout_s, builtin_tools=self.tools,
+                       tool_config=self.tool_config,
+                       metadata={"task": self.spec.name, "sample_id": self.sample.id,
+                                 **({"runner": self.spec.runner, "domain": self.sample.meta.get("domain"),
+                                     "episode": self.sample.meta.get("task")} if self.spec.runner else {})})
 
 
-def work_key(task: str, effort: str, sampling: Sampling, sample_id: str, repeat: int) -> str:
-    return f"{task}|{effort}|{sampling.key()}|{sample_id}|{repeat}"
+def work_key(task: str, effort: str, sampling: Sampling, sample_id: str, repeat: int,
+             tools: Sequence[str] = ()) -> str:
+    point = sampling.key() + (f"+tools={'+'.join(tools)}" if tools else "")
+    return f"{task}|{effort}|{point}|{sample_id}|{repeat}"
 
 
 def _hash_int(text: str) -> int:
@@ -125,24 +147,35 @@ def plan(config: SweepConfig, loaded: Mapping[str, LoadedTask]) -> list[WorkItem
         repeats = ov.repeats or config.repeats or spec.default_repeats
         limit = ov.limit or config.limit
         samples = lt.samples[:limit] if limit else lt.samples
-        messages = {s.id: tuple(build_messages(spec, s, lt.fewshot_pool)) for s in samples}
+        # a task whose prompt varies per repeat (GPQA's option order) gets one variant per (sample, repeat)
+        variants = {(s.id, r): (spec.vary(s, r) if spec.vary else s) for s in samples for r in range(repeats)}
+        messages: dict[tuple[str, int], tuple] = {}
+        for (sid, r), v in variants.items():
+            messages[(sid, r)] = (messages[(sid, 0)] if spec.vary is None and r > 0 else
+                                  tuple(build_messages(spec, v, lt.fewshot_pool)))
         for effort in config.efforts:
             for base in config.sampling:
                 max_tokens = ov.max_tokens or base.max_tokens or spec.default_max_tokens
-                for s in samples:
-                    for r in range(repeats):
-                        sampling = dataclasses.replace(base, max_tokens=max_tokens)
-                        key = work_key(name, effort, sampling, s.id, r)
-                        if config.replica_count > 1 and replica_of(key, config.replica_count) != config.replica_index:
-                            continue
-                        if config.seed is not None:
-                            sampling = dataclasses.replace(sampling, seed=(config.seed + _hash_int(key)) % (2 ** 31))
-                        items.append(WorkItem(key, spec, s, effort, sampling, r, messages[s.id]))
+                for tools in config.tools:
+                    for s in samples:
+                        for r in range(repeats):
+                            sampling = dataclasses.replace(base, max_tokens=max_tokens)
+                            key = work_key(name, effort, sampling, s.id, r, tools)
+                            if (config.replica_count > 1
+                                    and replica_of(key, config.replica_count) != config.replica_index):
+                                continue
+                            if config.seed is not None:
+                                sampling = dataclasses.replace(sampling,
+                                                               seed=(config.seed + _hash_int(key)) % (2 ** 31))
+                            items.append(WorkItem(key, spec, variants[(s.id, r)], effort, sampling, r,
+                                                  messages[(s.id, r)], tuple(tools),
+                                                  config.tool_config if tools else None))
     return items
 
 
 def make_record(item: WorkItem, result: Result, grade_obj, backend_info: Mapping[str, Any],
-                replica: tuple[int, int]) -> dict[str, Any]:
+                replica: tuple[int, int], provenance: Mapping[str, Any] | None = None,
+                run_id: str | None = None) -> dict[str, Any]:
     failed_run = not result.ok
     failed = failed_run or grade_obj is None or grade_obj.error is not None
     if failed_run:
@@ -168,8 +201,11 @@ def make_record(item: WorkItem, result: Result, grade_obj, backend_info: Mapping
         "error": error,
         "prompt": list(item.messages),
         "tools": [t["function"]["name"] for t in item.sample.tools] if item.sample.tools else [],
+        "builtin_tools": list(item.tools),
         "output": {"content": result.content, "reasoning": result.reasoning,
-                   "tool_calls": [tc.to_dict() for tc in result.tool_calls], "finish_reason": result.finish_reason},
+                   "tool_calls": [tc.to_dict() for tc in result.tool_calls], "finish_reason": result.finish_reason,
+                   "transcript": _jsonable(list(result.transcript)), "tool_seconds": result.tool_seconds,
+                   "rounds": result.rounds},
         "target": _record_target(item),
         "parsed": None if grade_obj is None else _jsonable(grade_obj.parsed),
         "score": None if failed else grade_obj.score,
@@ -183,6 +219,8 @@ def make_record(item: WorkItem, result: Result, grade_obj, backend_info: Mapping
         "ended_at": started + result.latency_s,
         "backend": dict(backend_info),
         "replica": list(replica),
+        "data": dict(provenance or {}),
+        "run_id": run_id,
     }
 
 
@@ -224,22 +262,48 @@ def _progress(total: int, enabled: bool):
 def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir: Path, offline: bool = False,
               grade_ctx: GradeContext | None = None, rerun_failed: bool = True, grade_workers: int = 4,
               progress: bool = True, log=print, records_path: Path | None = None,
-              check_plan=None) -> SweepOutcome:
+              check_plan=None, model_identity: Mapping[str, Any] | None = None, guard: bool = True,
+              wait_for_lock: bool = False) -> SweepOutcome:
     """Run what is left of the sweep. records_path: where this process appends records (default: its replica's
     file in out_dir). check_plan(keys): called with the keys about to run, before anything runs (multi-process
-    replicas check there that all their processes agree)."""
+    replicas check there that all their processes agree). model_identity: what identifies the model (default:
+    backend.describe()); guard: hold the folder's lock and check its identity (False only for the followers of a
+    multi-process replica, whose leader does it); wait_for_lock: wait for another sweep on the folder to finish
+    instead of refusing."""
     config.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FolderLock(out_dir, replica=(config.replica_index, config.replica_count), wait=wait_for_lock, log=log)
+    if guard:
+        lock.acquire()
+    try:
+        return _run_locked(config, backend, out_dir, cache_dir=cache_dir, offline=offline, grade_ctx=grade_ctx,
+                           rerun_failed=rerun_failed, grade_workers=grade_workers, progress=progress, log=log,
+                           records_path=records_path, check_plan=check_plan, guard=guard,
+                           model_identity=model_identity if model_identity is not None else identity_of(backend))
+    finally:
+        lock.release()
+
+
+def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir, offline, grade_ctx, rerun_failed,
+                grade_workers, progress, log, records_path, check_plan, guard, model_identity) -> SweepOutcome:
     grade_ctx = grade_ctx or GradeContext()
     loaded = {name: load_task(get_task(name), cache_dir=cache_dir, offline=offline) for name in config.tasks}
+    identity = run_identity(config, model_identity, loaded)
+    existing = rec_io.load_records(rec_io.record_files(out_dir))
+    if guard:
+        check_identity(out_dir, identity, has_records=bool(existing),
+                       recorded_backend=next((r.get("backend") for r in existing.values()), None))
+    run_id = short_hash({k: v for k, v in identity.items() if k != "tasks"})
     for name in config.tasks:
-        if get_task(name).grader in ("simpleqa", "rubric") and grade_ctx.grader_backend is None:
+        if get_task(name).grader in MODEL_GRADED and grade_ctx.grader_backend is None:
             raise SweepError(f"task {name!r} is graded by a grader model: pass --grader_model (with "
                              "--grader_base_url for an endpoint) or --grader_backend=local")
+        if get_task(name).runner == "taubench" and grade_ctx.user_backend is None:
+            raise SweepError(f"task {name!r} needs a user simulator: pass --user_model (with --user_base_url "
+                             "for another endpoint than --base_url)")
     items = plan(config, loaded)
     path = records_path or rec_io.records_path(out_dir, config.replica_index, config.replica_count)
-    existing = rec_io.load_records(rec_io.record_files(out_dir))
     done = {k for k, r in existing.items() if r.get("status") == "ok" or (r.get("status") == "failed" and
                                                                            not rerun_failed)}
     todo = [it for it in items if it.key not in done]
@@ -253,12 +317,21 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
         return outcome
     by_key = {it.key: it for it in todo}
     backend_info = backend.describe()
+    provenance = {name: {**lt.provenance.get("main", {}), "subset": lt.spec.benchmark, "rows": len(lt.samples),
+                         "task_version": lt.spec.version()} for name, lt in loaded.items()}
     replica = (config.replica_index, config.replica_count)
     results: "queue.Queue[tuple[str, Any]]" = queue.Queue()
     stop = threading.Event()
 
     def produce() -> None:
-        gen = backend.complete_many(it.request(config.timeout_s) for it in todo)
+        episodes = [it.request(config.timeout_s) for it in todo if it.spec.runner]
+        plain = (it.request(config.timeout_s) for it in todo if not it.spec.runner)
+
+        def both():  # agentic tasks first (evals/agentic/), then the plain requests
+            if episodes:
+                yield from complete_episodes(backend, grade_ctx.user_backend, episodes, episode_workers(backend))
+            yield from backend.complete_many(plain)
+        gen = both()
         try:
             with ThreadPoolExecutor(max_workers=grade_workers, thread_name_prefix="grade") as pool:
                 for rid, result in gen:
@@ -269,7 +342,8 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
                     def job(item=item, result=result):
                         try:
                             g = grade(item.spec, item.sample, result, grade_ctx) if result.ok else None
-                            results.put(("record", make_record(item, result, g, backend_info, replica)))
+                            results.put(("record", make_record(item, result, g, backend_info, replica,
+                                                               provenance[item.spec.name], run_id)))
                         except BaseException as e:  # noqa: BLE001
                             results.put(("error", e))
                     pool.submit(job)
@@ -281,7 +355,6 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
 
     bar = _progress(len(todo), progress)
     producer = threading.Thread(target=produce, name="sweep-producer", daemon=True)
-    ok = 0
     with rec_io.RecordWriter(path) as writer:
         producer.start()
         try:
@@ -294,8 +367,6 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
                         outcome.failed += 1
                         if outcome.failed <= 5:
                             log(f"sample failed ({payload['task']} {payload['sample_id']}): {payload['error']}")
-                    else:
-                        ok += 1
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(failed=outcome.failed, refresh=False)
@@ -313,14 +384,7 @@ def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir
     return outcome
 
 
-def iter_task_names(config: SweepConfig) -> Iterator[str]:
-    yield from config.tasks
-
-
 def summarize_outcome(o: SweepOutcome) -> str:
     return (f"{o.ran} samples ran ({o.failed} failed), {o.skipped} already done, {o.planned} planned; "
             f"records: {o.records_path}")
 
-
-def parse_efforts(values: Sequence[str]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in values if v.strip())

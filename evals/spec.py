@@ -8,12 +8,14 @@ by name in their registries (prompts.py, extract.py, graders/), so a variant of 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from typing import Any, Callable, Mapping, Sequence
 
 from evals.data.sources import Source
 
 CATEGORIES = ("Coding", "General Knowledge", "Email Classification", "Reasoning", "Hallucinations", "Mathematics",
-              "Instruction Following", "Ethics", "Health", "Function Calling")
+              "Instruction Following", "Ethics", "Health", "Function Calling", "Agentic")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +69,18 @@ class TaskSpec:
     default_repeats: int = 1
     default_max_tokens: int | None = None
     needs: tuple[str, ...] = ()  # import names of optional packages the grader needs (checked up front)
+    # per-repeat variant of a sample (GPQA: a fresh option order per repeat, as OpenAI runs it): (sample, repeat)
+    vary: Callable[[Sample, int], Sample] | None = None
+    revision: int = 1  # bump when the prompt, extraction or grading changes meaning (part of the task version)
+    runner: str | None = None  # a task that is not one request per sample (an agent loop): see evals/agentic/
+
+    def version(self) -> str:
+        """A short hash of everything that decides what a record of this task means (data hashed separately)."""
+        parts = [self.name, self.template, self.system, self.extractor, self.grader, self.strategy.label(),
+                 sorted((str(k), str(v)) for k, v in self.grader_options.items()), self.revision,
+                 self.fewshot_answer_template, self.runner,
+                 {t: [s.describe() for s in srcs] for t, srcs in self.data.items()}]
+        return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:12]
 
     def __post_init__(self):
         if "main" not in self.data:

@@ -4,6 +4,8 @@
   leaves [0, 1], unlike the normal approximation.
 * Otherwise (repeats, or fractional scores such as HealthBench's) a percentile bootstrap over *questions* (2,000
   resamples, fixed seed): repeats of one question are correlated, so questions, not executions, are resampled.
+* When every question scored alike the bootstrap collapses to a point ([100, 100]); then Wilson over the number of
+  questions, which keeps an honest width (30 questions all right: [88.6, 100]).
 """
 from __future__ import annotations
 
@@ -56,4 +58,10 @@ def accuracy_interval(scores_by_question: Mapping[str, Sequence[float]], *, clip
         lo, hi = wilson(sum(flat), len(flat))
         return (mean, lo, hi, "wilson")
     lo, hi = cluster_bootstrap(list(scores_by_question.values()), clip=clip)
+    if hi - lo < 1e-12:
+        # every resample has the same mean (every question scored alike): a bootstrap cannot show the
+        # uncertainty, so use Wilson over questions (the independent units), which never collapses to a point
+        q = len(scores_by_question)
+        lo, hi = wilson(min(1.0, max(0.0, mean)) * q, q)
+        return (mean, lo, hi, "wilson-questions")
     return (mean, lo, hi, "bootstrap")

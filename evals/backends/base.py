@@ -84,6 +84,8 @@ class Request:
     reasoning_effort: ``low | medium | high``.
     timeout_s: wall-clock limit for this request (None: the backend's default).
     metadata: free-form, not sent to the model (task name, sample id, ...): backends may log it.
+    builtin_tools: harmony built-in tools (``python``, ``browser``) the backend offers and runs in a loop until the
+        model answers (evals/tooluse.py); tool_config: their `evals.tooluse.ToolConfig` (None: defaults).
     """
 
     id: str
@@ -93,6 +95,8 @@ class Request:
     sampling: Sampling = Sampling()
     timeout_s: float | None = None
     metadata: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    builtin_tools: tuple[str, ...] = ()
+    tool_config: Any = None
 
     def __post_init__(self):
         if self.reasoning_effort not in REASONING_EFFORTS:
@@ -127,6 +131,8 @@ class Result:
     device_seconds: accelerator seconds attributable to this request (local engine), None for endpoints.
     finish_reason: ``stop | length | tool_calls | error | ...``.
     error: None if the request ran; otherwise a one-line message saying what failed.
+    transcript: for tool-using requests, every turn and tool call in order (``{"type": "assistant" | "tool", ...}``);
+        tool_seconds: time spent in tools (part of latency_s); rounds: model turns.
     """
 
     content: str = ""
@@ -142,6 +148,9 @@ class Result:
     error: str | None = None
     started_at: float | None = None  # unix time the request was submitted
     attempts: int = 1
+    transcript: tuple[Mapping[str, Any], ...] = ()
+    tool_seconds: float = 0.0
+    rounds: int = 1
 
     @property
     def ok(self) -> bool:

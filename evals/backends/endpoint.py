@@ -15,6 +15,7 @@ The chain of thought is read from ``message.reasoning_content`` or ``message.rea
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import threading
@@ -23,6 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any, Iterable, Iterator
 
 from evals.backends.base import Backend, BackendConfig, BackendFatalError, Request, Result, ToolCall
+from evals.tooluse import run_message_loop
 
 EFFORT_PARAMS = ("reasoning_effort", "reasoning", "chat_template_kwargs", "system", "none")
 
@@ -117,6 +119,12 @@ class EndpointBackend(Backend):
         return delay
 
     def _run_one(self, req: Request, stop: threading.Event) -> Result:
+        if req.builtin_tools:  # the harmony tools as function tools, looped until the model answers
+            return run_message_loop(lambda msgs, tools: self._run_turn(dataclasses.replace(
+                req, messages=tuple(msgs), tools=tuple(tools), builtin_tools=()), stop), req)
+        return self._run_turn(req, stop)
+
+    def _run_turn(self, req: Request, stop: threading.Event) -> Result:
         openai = self._openai
         started = time.time()
         t0 = time.monotonic()

@@ -9,13 +9,17 @@ default completion limit when a request sets none; any limit is capped at what f
 moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed (of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
 stay full while the harness records and grades finished samples.
 
+Tool-using requests (``Request.builtin_tools``) run harmony's tool loop on a thread each (local_tools.py); their
+rounds are batched with everything else on the one engine.
+
 Cost: each engine step's wall time is split evenly among the requests holding a slot during it, so the
 device-seconds of a sweep add up to the time the device was busy.
 """
 from __future__ import annotations
 
+import queue
 import time
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from evals.backends.base import Backend, BackendConfig, BackendFatalError, Request, Result, ToolCall
 
@@ -118,28 +122,52 @@ class LocalBackend(Backend):
                       device_seconds=device_s, finish_reason=c.finish_reason, started_at=started)
 
     def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
+        from evals.backends.local_tools import ToolLoop
         from gptoss_jax.engine import RequestError
 
         self._start()
         source = iter(requests)
         exhausted = False
-        live: dict[str, tuple[float, list[float]]] = {}      # engine id -> (started unix time, [device seconds])
+        # engine id -> (started unix time, [device seconds], the ToolLoop and Future waiting for it, or None)
+        live: dict[str, tuple[float, list[float], Any]] = {}
+        loops: dict[str, ToolLoop] = {}                        # tool-using requests, each looping on its thread
+        inbox: "queue.Queue" = queue.Queue()                   # (loop, engine request | None, Future) from loops
         try:
             while True:
-                while not exhausted and len(live) < 2 * self.engine.num_slots:
+                while not exhausted and len(live) + len(loops) < 2 * self.engine.num_slots:
                     req = next(source, None)
                     if req is None:
                         exhausted = True
                         break
+                    if req.builtin_tools:
+                        loops[req.id] = ToolLoop(req, inbox, max_len=self.engine.max_len,
+                                                 default_max_tokens=self.default_max_tokens).start()
+                        continue
                     started = time.time()
                     try:
                         rid = self.engine.submit(self._engine_request(req))
                     except (RequestError, ValueError) as e:  # bad chat input, overlong prompt, bad sampling value
                         yield req.id, Result.failure(str(e), started_at=started)
                         continue
-                    live[rid] = (started, [0.0])
-                if not live:
+                    live[rid] = (started, [0.0], None)
+                if not live and not loops:
                     return
+                # rounds asked for by tool loops; when the engine is idle, wait for one (a tool is running)
+                while True:
+                    try:
+                        loop, ereq, fut = inbox.get(block=not live, timeout=0.05)
+                    except queue.Empty:
+                        break
+                    if ereq is None:
+                        loops.pop(loop.req.id, None)
+                        yield loop.req.id, loop.result
+                        continue
+                    try:
+                        live[self.engine.submit(ereq)] = (time.time(), [0.0], (loop, fut))
+                    except (RequestError, ValueError) as e:
+                        fut.set_exception(e)
+                if not live:
+                    continue
                 before = {s.id for s in self.engine.slots if s is not None}
                 t0 = time.perf_counter()
                 events = self.engine.step()
@@ -152,11 +180,25 @@ class LocalBackend(Backend):
                 for ev in events:
                     if ev.finish_reason is None or ev.request_id not in live:
                         continue
-                    started, device_s = live.pop(ev.request_id)
+                    started, device_s, waiter = live.pop(ev.request_id)
+                    if waiter is not None:
+                        loop, fut = waiter
+                        loop.device_s += device_s[0]
+                        fut.set_result(self.engine.result(ev.request_id))
+                        continue
                     yield ev.request_id, self._result(self.engine.result(ev.request_id), started, device_s[0])
         finally:
-            for rid in live:           # the caller stopped early: stop what is still running
+            for rid, (_, _, waiter) in live.items():   # the caller stopped early: stop what is still running
                 self.engine.cancel(rid)
+                if waiter is not None:
+                    waiter[1].cancel()
+            while True:  # rounds asked for after the stop: refused (a cancelled Future ends the loop thread's wait)
+                try:
+                    _, ereq, fut = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if fut is not None:
+                    fut.cancel()
 
     def close(self) -> None:
         if self.engine is not None:

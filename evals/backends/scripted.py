@@ -7,10 +7,12 @@ keeps test output reproducible.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any, Callable, Iterable, Iterator
 
 from evals.backends.base import Backend, Request, Result, ToolCall
+from evals.tooluse import run_message_loop
 
 Responder = Callable[[Request], "Result | str | dict[str, Any]"]
 
@@ -31,15 +33,21 @@ class ScriptedBackend(Backend):
 
     def complete_many(self, requests: Iterable[Request]) -> Iterator[tuple[str, Result]]:
         for req in requests:
-            self.calls.append(req)
-            started = time.time()
-            try:
-                out = self._responder(req)
-            except Exception as e:  # noqa: BLE001 - the point is to turn any failure into a failed Result
-                yield req.id, Result.failure(f"scripted responder raised {type(e).__name__}: {e}",
-                                             started_at=started)
-                continue
-            yield req.id, _to_result(out, req, started)
+            if req.builtin_tools:  # the tool loop over function tools, as an endpoint runs it
+                yield req.id, run_message_loop(
+                    lambda msgs, tools, req=req: self._one(dataclasses.replace(
+                        req, messages=tuple(msgs), tools=tuple(tools), builtin_tools=())), req)
+            else:
+                yield req.id, self._one(req)
+
+    def _one(self, req: Request) -> Result:
+        self.calls.append(req)
+        started = time.time()
+        try:
+            out = self._responder(req)
+        except Exception as e:  # noqa: BLE001 - the point is to turn any failure into a failed Result
+            return Result.failure(f"scripted responder raised {type(e).__name__}: {e}", started_at=started)
+        return _to_result(out, req, started)
 
 
 def _to_result(out: Any, req: Request, started: float) -> Result:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
+import hashlib
 import importlib.util
 import io
 import json
@@ -40,6 +41,7 @@ class UrlFile:
     sha256: str | None = None
     rows: int | None = None
     license: str = ""
+    note: str = ""  # shown in the table when this source is used as a fallback
 
     def describe(self) -> str:
         return self.url
@@ -55,6 +57,7 @@ class HFRows:
     max_rows: int | None = None
     rows: int | None = None
     license: str = ""
+    note: str = ""  # shown in the table when this source is used as a fallback
 
     @property
     def cache_name(self) -> str:
@@ -79,6 +82,7 @@ class PackageFile:
     fmt: str
     pip: str = ""
     license: str = ""
+    note: str = ""  # shown in the table when this source is used as a fallback
 
     def describe(self) -> str:
         return f"the {self.pip or self.module} package ({self.resource})"
@@ -137,6 +141,25 @@ def read_rows(path: Path, fmt: str) -> list[dict[str, Any]]:
 
 
 def load_rows(task: str, sources: Iterable[Source], *, cache_dir: Path, offline: bool) -> list[dict[str, Any]]:
+    return load_rows_traced(task, sources, cache_dir=cache_dir, offline=offline)[0]
+
+
+def provenance(sources: list[Source], s: Source, paths: list[Path]) -> dict[str, Any]:
+    """Where a table came from: the source, the sha256 of its file(s), and whether it was a fallback (not the
+    task's first source)."""
+    h = hashlib.sha256()
+    for p in paths:
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    index = sources.index(s)
+    return {"source": s.describe(), "sha256": h.hexdigest(), "fallback": index > 0,
+            "note": getattr(s, "note", "") or None}
+
+
+def load_rows_traced(task: str, sources: Iterable[Source], *, cache_dir: Path, offline: bool
+                     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows and their provenance (see `provenance`)."""
     sources = list(sources)
     if not sources:
         raise DatasetUnavailable(f"task {task!r} declares no data source")
@@ -145,14 +168,15 @@ def load_rows(task: str, sources: Iterable[Source], *, cache_dir: Path, offline:
     for s in sources:
         files = [(cache_dir / p.cache_name, p.fmt) for p in (s.parts if isinstance(s, Concat) else (s,))]
         if all(f.is_file() for f, _ in files):
-            return [row for f, fmt in files for row in _read(task, f, fmt)]
+            return ([row for f, fmt in files for row in _read(task, f, fmt)],
+                    provenance(sources, s, [f for f, _ in files]))
     # 2. the sources in the order the task lists them: an installed package, or a download when online
     problems: list[str] = []
     for s in sources:
         if isinstance(s, PackageFile):
             p = s.path()
             if p is not None:
-                return _read(task, p, s.fmt)
+                return _read(task, p, s.fmt), provenance(sources, s, [p])
             problems.append(f"{s.describe()}: not installed (pip install {s.pip or s.module})")
             continue
         if offline:
@@ -170,7 +194,8 @@ def load_rows(task: str, sources: Iterable[Source], *, cache_dir: Path, offline:
             for part in (s.parts if isinstance(s, Concat) else (s,)):
                 (cache_dir / part.cache_name).unlink(missing_ok=True)
             continue
-        return rows
+        parts = s.parts if isinstance(s, Concat) else (s,)
+        return rows, provenance(sources, s, [cache_dir / part.cache_name for part in parts])
     how = ("run once without --offline on a machine with internet access (or copy the files into the cache dir)"
            if offline else "check the network, or fill the cache dir by hand")
     raise DatasetUnavailable(

@@ -7,23 +7,29 @@ from evals.graders.bfcl import grade_bfcl
 from evals.graders.choice import grade_label, grade_mc
 from evals.graders.code import grade_humaneval
 from evals.graders.ifeval import grade_ifeval
-from evals.graders.maths import grade_math
-from evals.graders.model_graded import grade_rubric, grade_simpleqa
+from evals.graders.maths import grade_integer, grade_math
+from evals.graders.model_graded import grade_hle, grade_rubric, grade_simpleqa
 from evals.spec import Sample, TaskSpec
+from evals.agentic.swebench import grade_swebench
+from evals.agentic.taubench import grade_taubench
 
 GRADERS: dict[str, Grader] = {
     "mc": grade_mc,
     "label": grade_label,
     "math": grade_math,
+    "integer": grade_integer,
     "humaneval": grade_humaneval,
     "ifeval": grade_ifeval,
     "bfcl_ast": grade_bfcl,
     "simpleqa": grade_simpleqa,
     "rubric": grade_rubric,
+    "hle_judge": grade_hle,
+    "taubench": grade_taubench,
+    "swebench": grade_swebench,
 }
 
 #: graders that call a grader model
-MODEL_GRADED = ("simpleqa", "rubric")
+MODEL_GRADED = ("simpleqa", "rubric", "hle_judge")
 
 __all__ = ["GRADERS", "MODEL_GRADED", "Grade", "GradeContext", "grade"]
 

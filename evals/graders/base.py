@@ -28,9 +28,11 @@ class Grade:
 
 @dataclasses.dataclass
 class GradeContext:
-    """What graders may need besides the sample: a grader model (SimpleQA, HealthBench) and limits."""
+    """What graders may need besides the sample: a grader model (SimpleQA, HealthBench), a user simulator (the
+    episodes of agentic tasks) and limits."""
 
     grader_backend: Backend | None = None
+    user_backend: Backend | None = None  # the simulated user of agentic tasks (Tau-Bench)
     grader_sampling: Sampling = Sampling(temperature=0.0, top_p=1.0, max_tokens=2048)
     grader_reasoning_effort: str = "low"
     code_timeout_s: float = 10.0

@@ -1,5 +1,7 @@
 """Code graders: run the benchmark's tests against the model's code in the harmony sandbox
-(`gptoss_jax.harmony.tools.sandbox.run_python`: separate process, wall/CPU/memory limits, no network)."""
+(`gptoss_jax.harmony.tools.sandbox.run_python`, the project's only way to run model-written code: bubblewrap
+namespaces, seccomp, no network, wall/CPU/memory/process limits). An answer that kills, forks or hangs scores 0;
+a sandbox that cannot run here makes the sample *failed* (not wrong), with the message naming what to install."""
 from __future__ import annotations
 
 from evals import extract
@@ -8,12 +10,12 @@ from evals.graders.base import Grade, GradeContext
 from evals.spec import Sample, TaskSpec
 
 
-def _run_python():
+def _sandbox():
     try:
-        from gptoss_jax.harmony.tools.sandbox import run_python  # noqa: PLC0415
+        from gptoss_jax.harmony.tools import sandbox  # noqa: PLC0415
     except ImportError as e:
         raise RuntimeError("code grading needs gptoss_jax.harmony.tools.sandbox (the harmony tools package)") from e
-    return run_python
+    return sandbox
 
 
 def _imports(prompt: str) -> str:
@@ -35,12 +37,15 @@ def grade_humaneval(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeCo
     if code is None:
         return Grade(score=0.0, parsed=None, details={"extraction": "no code in the answer"})
     try:
-        run_python = _run_python()
+        sandbox = _sandbox()
     except RuntimeError as e:
         return Grade.failed(str(e))
     t = sample.target
     program = humaneval_program(sample.fields["prompt"], code, t["test"], t["entry_point"])
-    out = run_python(program, timeout_s=ctx.code_timeout_s, memory_mb=ctx.code_memory_mb)
+    try:
+        out = sandbox.run_python(program, timeout_s=ctx.code_timeout_s, memory_mb=ctx.code_memory_mb)
+    except sandbox.SandboxUnavailable as e:
+        return Grade.failed(f"code sandbox unavailable: {e}")
     details = {"exit_code": out.exit_code, "timed_out": out.timed_out}
     if not out.ok:
         details["error"] = out.error

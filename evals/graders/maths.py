@@ -1,4 +1,5 @@
-"""Maths answers: equivalence by Hugging Face's math-verify (symbolic, LaTeX-aware), not string match."""
+"""Maths answers: equivalence by Hugging Face's math-verify (symbolic, LaTeX-aware), not string match; integer
+answers (AIME) by exact comparison."""
 from __future__ import annotations
 
 import threading
@@ -38,3 +39,11 @@ def grade_math(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext
             return Grade(score=0.0, parsed=answer, details={"math_verify_error": f"{type(e).__name__}: {e}"})
     return Grade(score=float(ok), parsed=answer,
                  details={} if pred else {"extraction": "math-verify could not parse the answer"})
+
+
+def grade_integer(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
+    """Integer answers (AIME): the final statement's integer (extract.integer: a hedge reads as none) against the
+    target, exactly as OpenAI's aime_eval compares int(extracted) with int(answer)."""
+    parsed = extract.integer(result.content)
+    details = {} if parsed is not None else {"extraction": "no single integer in the final answer statement"}
+    return Grade(score=float(parsed is not None and parsed == int(sample.target)), parsed=parsed, details=details)

@@ -2,6 +2,9 @@
 
 * ``simpleqa``: the SimpleQA protocol: the grader labels the predicted answer CORRECT, INCORRECT or NOT_ATTEMPTED
   against the gold target; the score is 1 for CORRECT. The three-way verdict is kept in the record.
+* ``hle_judge`` (Humanity's Last Exam): HLE's judge rubric: the judge extracts the response's final answer, decides
+  whether it matches the correct answer (small numerical margins allowed, any inconsistency or ambiguity is a no),
+  and reports the response's confidence; the score is 1 for yes.
 * ``rubric`` (HealthBench): one grader call per rubric item, asking whether the response meets it; the sample score
   is the points of the criteria met over the total positive points (negative items subtract), and the benchmark
   score is the mean clipped to [0, 1], as HealthBench defines it.
@@ -85,22 +88,74 @@ def parse_simpleqa_verdict(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def grade_simpleqa(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
+def _judge(ctx: GradeContext, prompt: str, sample: Sample, parse, expected: str):
+    """One grader call: (its reading, grader usage), or (a failed Grade, usage) when the grader failed or gave no
+    reading (``expected`` names what was missing)."""
     usage: dict[str, int] = {}
+    try:
+        [res] = _ask(ctx, [prompt], f"grade:{sample.id}", usage)
+    except GraderModelError as e:
+        return Grade.failed(str(e)), usage
+    reading = parse(res.content)
+    if reading is None:
+        g = Grade.failed(f"grader model gave no {expected}: {res.content[:200]!r}")
+        g.grader_usage = usage
+        return g, usage
+    return reading, usage
+
+
+def grade_simpleqa(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
     prompt = SIMPLEQA_TEMPLATE.format(question=sample.fields["question"], target=sample.target,
                                       predicted=(result.content or "").strip())
-    try:
-        [verdict_res] = _ask(ctx, [prompt], f"grade:{sample.id}", usage)
-    except GraderModelError as e:
-        return Grade.failed(str(e))
-    verdict = parse_simpleqa_verdict(verdict_res.content)
-    if verdict is None:
-        g = Grade.failed(f"grader model gave no A/B/C verdict: {verdict_res.content[:200]!r}")
-        g.grader_usage = usage
-        return g
+    verdict, usage = _judge(ctx, prompt, sample, parse_simpleqa_verdict, "A/B/C verdict")
+    if isinstance(verdict, Grade):
+        return verdict
     name = {"A": "CORRECT", "B": "INCORRECT", "C": "NOT_ATTEMPTED"}[verdict]
     return Grade(score=float(verdict == "A"), parsed=(result.content or "").strip(),
                  details={"verdict": name}, grader_usage=usage)
+
+
+HLE_JUDGE_TEMPLATE = """Decide whether the [response] below answers the [question] correctly, judging only against
+the precise and unambiguous [correct_answer].
+
+[question]: {question}
+
+[response]: {response}
+
+[correct_answer]: {correct_answer}
+
+Reply in exactly this format:
+
+extracted_final_answer: the final exact answer in the [response], or None if it gives no exact final answer.
+
+reasoning: why the extracted_final_answer does or does not match [correct_answer], considering only meaningful
+differences between the two; do not solve the problem yourself or argue for another answer.
+
+correct: yes if extracted_final_answer matches [correct_answer], or is within a small margin of error for a
+numerical problem; no otherwise (any inconsistency, ambiguity or non-equivalence, or a wrong answer).
+
+confidence: the confidence score between 0% and 100% stated in the [response], or 100 if it states none."""
+
+_JUDGE_FIELD = re.compile(r"(?im)^\s*\**(extracted_final_answer|reasoning|correct|confidence)\**\s*:\s*(.*)$")
+
+
+def parse_hle_judgement(text: str) -> dict[str, str] | None:
+    fields = {m.group(1).lower(): m.group(2).strip().strip("*").strip() for m in _JUDGE_FIELD.finditer(text or "")}
+    verdict = fields.get("correct", "").lower()
+    if not verdict.startswith(("yes", "no")):
+        return None
+    fields["correct"] = "yes" if verdict.startswith("yes") else "no"
+    return fields
+
+
+def grade_hle(spec: TaskSpec, sample: Sample, result: Result, ctx: GradeContext) -> Grade:
+    prompt = HLE_JUDGE_TEMPLATE.format(question=sample.fields["question"], response=(result.content or "").strip(),
+                                       correct_answer=sample.target)
+    fields, usage = _judge(ctx, prompt, sample, parse_hle_judgement, "'correct: yes|no' line")
+    if isinstance(fields, Grade):
+        return fields
+    return Grade(score=float(fields["correct"] == "yes"), parsed=fields.get("extracted_final_answer"),
+                 details=fields, grader_usage=usage)
 
 
 def _conversation(messages: Sequence[dict[str, Any]], response: str) -> str:

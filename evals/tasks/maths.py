@@ -1,4 +1,5 @@
-"""Mathematics: GSM8K, MATH-500, AIME 2024, AIME 2025 (answers checked by math-verify)."""
+"""Mathematics: GSM8K, MATH-500 (answers checked by math-verify), AIME 2024 and 2025 (integers, the model card's
+prompt and \\boxed{} convention)."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
@@ -16,8 +17,9 @@ _LEADING_INT = re.compile(r"\s*(\d+)")
 
 MATH_TEMPLATE = ("Solve the following problem. Show your reasoning, then write the final answer on the last line "
                  "in the form 'Answer: <answer>'.\n\n{question}")
-AIME_TEMPLATE = ("Solve the following AIME problem. The answer is an integer from 0 to 999. Show your reasoning, "
-                 "then write the final answer on the last line in the form 'Answer: <integer>'.\n\n{question}")
+# The prompt of the model card's AIME runs (openai/gpt-oss gpt_oss/evals/aime_eval.py AIME_TEMPLATE, verbatim, its
+# leading and trailing newlines included): the answer goes in \boxed{}, read by the one extraction rule (extract.py).
+AIME_TEMPLATE = "\n{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}.\n"
 
 
 def parse_gsm8k(tables: Tables) -> list[Sample]:
@@ -94,8 +96,9 @@ AIME2024 = TaskSpec(
     name="aime2024", benchmark="AIME 2024", category="Mathematics",
     data={"main": (HFRows("HuggingFaceH4/aime_2024", "default", "train", rows=30,
                           license="none stated; problems (c) MAA"),)},
-    parser=parse_aime, template=AIME_TEMPLATE, extractor="final_answer", grader="math",
+    parser=parse_aime, template=AIME_TEMPLATE, extractor="integer", grader="integer",
     strategy=Strategy("chain-of-thought"), license="none stated by the card; problems (c) MAA", default_repeats=8,
+    revision=2,
     description="AIME 2024 I and II, 30 problems, integer answers. OpenAI's defaults: 8 repeats.")
 
 # Evidence: openai/gpt-oss gpt_oss/evals/aime_eval.py (the eval behind the model card's AIME 2025 numbers) reads
@@ -112,9 +115,9 @@ AIME2025 = TaskSpec(
                    HFRows("math-ai/aime25", "default", "test", rows=30, license="none stated; problems (c) MAA"),
                    HFRows("yentinglin/aime_2025", "default", "train", rows=30,
                           license="none stated; problems (c) MAA"))},
-    parser=parse_aime, template=AIME_TEMPLATE, extractor="final_answer", grader="math",
+    parser=parse_aime, template=AIME_TEMPLATE, extractor="integer", grader="integer",
     strategy=Strategy("chain-of-thought"), license="MIT (opencompass/AIME2025 card); problems (c) MAA",
-    default_repeats=8,
+    default_repeats=8, revision=2,
     description="AIME 2025 I and II, 30 problems, integer answers. OpenAI's defaults: 8 repeats.")
 
 TASKS = (GSM8K, MATH500, AIME2024, AIME2025)

@@ -1,6 +1,8 @@
 """Multiple-choice benchmarks: MMLU, GPQA Diamond, TruthfulQA (MC1), ETHICS (commonsense)."""
 from __future__ import annotations
 
+import dataclasses
+import random
 from typing import Any, Mapping, Sequence
 
 from evals.data.sources import HFRows, UrlFile
@@ -21,14 +23,46 @@ def parse_mmlu(tables: Tables) -> list[Sample]:
     return out
 
 
+# The prompt of the model card's GPQA runs (openai/gpt-oss gpt_oss/evals/gpqa_eval.py QUERY_TEMPLATE_MULTICHOICE).
+GPQA_TEMPLATE = ("{question}\n\n(A) {A}\n(B) {B}\n(C) {C}\n(D) {D}\n\n"
+                 "Express your final answer as the corresponding option 'A', 'B', 'C', or 'D'.")
+_GPQA_PERMUTATIONS: dict[int, list[list[int]]] = {}
+
+
+def gpqa_permutation(row: int, repeat: int, n_rows: int) -> list[int]:
+    """The option order OpenAI's GPQAEval gives row ``row`` in repeat ``repeat``: it lists the rows n_repeats
+    times and draws ``random.Random(0).sample(range(4), 4)`` for each entry in that order, so entry
+    ``repeat * n_rows + row`` gets the draw of that index (independent of how many repeats are run)."""
+    draws = _GPQA_PERMUTATIONS.setdefault(n_rows, [])
+    index = repeat * n_rows + row
+    if len(draws) <= index:
+        rng = random.Random(0)
+        draws.clear()
+        draws.extend(rng.sample(range(4), 4) for _ in range(max(index + 1, 8 * n_rows)))
+    return draws[index]
+
+
+def gpqa_variant(sample: Sample, repeat: int) -> Sample:
+    """GPQA options reshuffled per repeat, as OpenAI runs it (the correct answer is choices[0] before shuffling)."""
+    m = sample.meta
+    order = gpqa_permutation(m["row"], repeat, m["n_rows"])
+    choices = [m["choices"][i] for i in order]
+    target = "ABCD"[order.index(0)]
+    return dataclasses.replace(sample, target=target,
+                               fields={**sample.fields, **dict(zip("ABCD", choices)), "answer": target},
+                               meta={**m, "permutation": order})
+
+
 def parse_gpqa(tables: Tables) -> list[Sample]:
     out = []
-    for i, row in enumerate(tables["main"]):
+    rows = tables["main"]
+    for i, row in enumerate(rows):
         q, right, w1, w2, w3 = require(row, "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2",
                                        "Incorrect Answer 3", task="gpqa_diamond")
         sid = row.get("Record ID") or str(i)
-        out.append(mc_sample(sid, q, [right, w1, w2, w3], 0, {"domain": row.get("High-level domain", "")},
-                             shuffle=True))
+        out.append(gpqa_variant(Sample(id=sid, fields={"question": q}, target="A", meta={
+            "letters": "ABCD", "domain": row.get("High-level domain", ""), "choices": [right, w1, w2, w3],
+            "row": i, "n_rows": len(rows)}), 0))
     return out
 
 
@@ -72,16 +106,17 @@ MMLU = TaskSpec(
 # answers often end in "\n"). The sha256 below is that of gpqa_diamond.csv as committed to openai/simple-evals in
 # be11f46 ("added gpqa", with the comment "wget .../simple-evals/gpqa_diamond.csv"); the official GPQA dataset.zip
 # (idavidrein/gpqa) holds the same bytes. 198 rows. OpenAI's default: 8 repeats with a fresh option permutation
-# per repeat (rng.sample(range(4), 4)); here the permutation is fixed per question. Model card: 80.1 / 71.5.
+# per repeat (rng.sample(range(4), 4) from random.Random(0), in file order): reproduced draw for draw by
+# gpqa_permutation, with OpenAI's prompt. Model card: 80.1 / 71.5.
 GPQA_DIAMOND = TaskSpec(
     name="gpqa_diamond", benchmark="GPQA Diamond", category="Reasoning",
     data={"main": (UrlFile(f"{SIMPLE_EVALS}/gpqa_diamond.csv", "simple-evals/gpqa_diamond.csv", "csv",
                            sha256="41d1213cd7a4998605a26c2798500652572007161b3a92817ba46b35befcd305",
                            rows=198, license="CC-BY-4.0"),)},
-    parser=parse_gpqa, template=MC_TEMPLATE, extractor="mc_letter", grader="mc",
-    strategy=Strategy("chain-of-thought"), license="CC-BY-4.0", default_repeats=8,
-    description="198 graduate-level science questions (Rein et al. 2023); options shuffled deterministically per "
-                "question. OpenAI's defaults: 8 repeats.")
+    parser=parse_gpqa, template=GPQA_TEMPLATE, extractor="mc_letter", grader="mc",
+    strategy=Strategy("chain-of-thought"), license="CC-BY-4.0", default_repeats=8, vary=gpqa_variant, revision=2,
+    description="198 graduate-level science questions (Rein et al. 2023); options reshuffled per repeat with "
+                "OpenAI's seeded draws and prompt. OpenAI's defaults: 8 repeats.")
 
 # Evidence: huggingface.co/datasets/truthfulqa/truthful_qa (parquet since commit 741b827 "Convert dataset to
 # Parquet"; card: Apache-2.0, config multiple_choice, split validation, 817 rows, features question, mc1_targets

@@ -7,6 +7,7 @@
     gptoss score       log-likelihood of continuations given prompts
     gptoss eval        benchmark sweeps (a local model or an OpenAI-compatible endpoint)
     gptoss bench       prefill and decode throughput against the roofline
+    gptoss serve       an OpenAI-compatible server (chat completions, responses, completions; streaming)
 
 `gptoss SUBCOMMAND --help` lists a subcommand's flags. Bad input (flags, files, checkpoints, requests) ends the
 command with one line on stderr, `gptoss SUBCOMMAND: error: ...`, and exit status 2.
@@ -24,6 +25,7 @@ SUBCOMMANDS = {
     "score": "gptoss_jax.cli.score",
     "eval": "evals.cli",
     "bench": "gptoss_jax.cli.bench",
+    "serve": "gptoss_jax.cli.serve",
 }
 HELP_ARGS = ("-h", "--help", "-help", "--helpshort", "-?")
 USAGE_EXIT = 2  # bad flags or input, as argparse and `gptoss eval` exit

@@ -101,6 +101,7 @@ class Result:
     text: str | None = None
     error: str | None = None
     seed: int | None = None
+    cached_tokens: int = 0                   # prompt tokens reused from the engine's prefix cache
     timings: dict = dataclasses.field(default_factory=dict)  # queued_s, ttft_s, prefill_s, decode_s, total_s
 
 

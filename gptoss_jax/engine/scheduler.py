@@ -33,6 +33,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P, SingleDeviceSharding
 from gptoss_jax.api import GptOss
 from gptoss_jax.engine import requests as rq
 from gptoss_jax.engine.buckets import Buckets
+from gptoss_jax.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.sampling import SamplerPlan, top_bucket
 from gptoss_jax.engine.slots import SlotState
@@ -64,6 +65,7 @@ class _Live:
     t_admit: float = 0.0
     t_first: float = 0.0
     done: bool = False
+    cached: int = 0          # prompt tokens reused from the prefix cache
 
     @property
     def id(self) -> str:
@@ -98,12 +100,13 @@ class Engine:
     max_stop_token_ids: stop token ids a request may give (static).
     detokenize: ids -> str, needed for stop strings and Result.text.
     seed: draws the seeds of requests that give none.
+    prefix_cache: reuse the KV entries of prompt heads computed before (prefix_cache.py); None: off.
     """
 
     def __init__(self, model: GptOss, *, num_slots: int = 8, max_len: int = 8192, prefill_chunk: int = 512,
                  min_prefill_chunk: int = 32, decode_steps: int = 8, max_top_logprobs: int = 20,
                  max_stop_token_ids: int = 8, detokenize: rq.Detokenizer | None = None, seed: int = 0,
-                 mask_threads: int = 4):
+                 mask_threads: int = 4, prefix_cache: PrefixCacheConfig | None = None):
         cfg = model.cfg
         if not 1 <= max_len <= cfg.max_context:
             raise ValueError(f"max_len {max_len} must be in [1, {cfg.max_context}] (the model's context)")
@@ -128,6 +131,8 @@ class Engine:
         else:
             self._state_sharding = NamedSharding(model.mesh, P())
         self.cache, self.state = self._allocate()
+        self.prefix = None if prefix_cache is None else PrefixCache(
+            prefix_cache, self.cache, num_slots, chunk, cfg.vocab_size, model.mesh, self.buckets.kv_for)
         self.slots: list[_Live | None] = [None] * num_slots
         self.waiting: collections.deque[_Live] = collections.deque()
         self.results: dict[str, Result] = {}
@@ -255,7 +260,11 @@ class Engine:
                 if not free or not self.waiting:
                     return
                 live = self.waiting.popleft()
-            slot = free[0]
+            hit = None
+            if self.prefix is None:
+                slot = free[0]
+            else:
+                slot, hit = self.prefix.place(live.prompt, free, reuse=live.req.score_from is None)
             sp = live.req.sampling
             stop_ids = np.full((self.limits.max_stop_token_ids,), -1, np.int32)
             stop_ids[:len(sp.stop_token_ids)] = sp.stop_token_ids
@@ -271,11 +280,16 @@ class Engine:
                 bias_row[list(live.bias)] = list(live.bias.values())
             try:
                 self.state = self.steps.admit(self.state, np.int32(slot), values, bias_row)
+                if hit is not None:
+                    self.cache, self.state = self.prefix.restore(self.cache, self.state, slot, hit, live.prompt)
+                    live.prefilled = live.cached = hit.length
             except Exception as e:  # noqa: BLE001 - a device failure: this request fails, the engine goes on
                 self._device_failure([live], e)
                 continue
             live.slot, live.t_admit = slot, time.perf_counter()
             self.slots[slot] = live
+            if self.prefix is not None:
+                self.prefix.admitted(slot, live.prompt, hit)
             if live.req.constraint is not None:
                 live.mask = self._pool.submit(self._fill_mask, live.req.constraint)
 
@@ -291,7 +305,9 @@ class Engine:
             return None
         todo.sort(key=lambda s: s.t_admit)
         b = self.buckets
-        chunk_len = lambda s: min(b.chunk, len(s.prompt) - s.prefilled)
+        limit = (lambda s: b.chunk) if self.prefix is None else (
+            lambda s: min(b.chunk, self.prefix.chunk_limit(s.slot, s.prefilled)))
+        chunk_len = lambda s: min(limit(s), len(s.prompt) - s.prefilled)
         t = b.chunk_for(chunk_len(todo[0]))
         group = [s for s in todo if b.chunk_for(chunk_len(s)) == t][:b.rows_for(t)]
         n_rows = b.rows_for(t)
@@ -333,6 +349,8 @@ class Engine:
             return None
         for _, s, n, fin in plan:
             s.prefilled += n
+            if self.prefix is not None:
+                self.prefix.prefilled(self.cache, s.slot, s.prompt, s.prefilled)
             if fin:
                 s.decoding = True
         return plan, out, t0
@@ -506,6 +524,8 @@ class Engine:
         s.done = True
         if s.slot >= 0 and self.slots[s.slot] is s:
             self.slots[s.slot] = None
+            if self.prefix is not None:
+                self.prefix.finished(s.slot)
         now = time.perf_counter()
         sp = s.req.sampling
         text = None
@@ -524,7 +544,7 @@ class Engine:
             top_logprobs=s.top if sp.top_logprobs else None,
             prompt_logprobs=s.prompt_lp if s.req.score_from is not None else None,
             prompt_greedy=s.prompt_top if s.req.score_from is not None else None,
-            text=text, error=error, seed=s.seed,
+            text=text, error=error, seed=s.seed, cached_tokens=s.cached,
             timings={"queued_s": (s.t_admit or now) - s.t_submit, "ttft_s": first - s.t_submit,
                      "prefill_s": first - (s.t_admit or now), "decode_s": now - first, "total_s": now - s.t_submit})
         self.results[s.id] = res
@@ -542,3 +562,5 @@ class Engine:
             for s in [x for x in self.slots if x is not None]:
                 self._finish(s, "error", error=msg + " (the KV cache was lost with it)")
             self.cache, self.state = self._allocate()
+            if self.prefix is not None:
+                self.prefix.clear()

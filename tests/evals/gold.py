@@ -40,7 +40,7 @@ def answer(spec: TaskSpec, sample: Sample, wrong: bool) -> dict:
         letters = sample.meta["letters"]
         letter = letters[(letters.index(t) + 1) % len(letters)] if wrong else t
         out["content"] = f"Weighing the options, the best supported one is {letter}.\n\n**Answer: {letter}**"
-    elif g == "math":
+    elif g in ("math", "integer"):
         ans = "1234567" if wrong else t
         out["content"] = f"Putting it together gives the result.\n\n**Final answer:** $\\boxed{{{ans}}}$"
     elif g == "label":
@@ -54,6 +54,9 @@ def answer(spec: TaskSpec, sample: Sample, wrong: bool) -> dict:
         out["content"] = IFEVAL[sample.id]["wrong" if wrong else "gold"]
     elif g == "simpleqa":
         out["content"] = "I believe it is Zanzibar Smith." if wrong else f"It is **{t}**."
+    elif g == "hle_judge":
+        out["content"] = (f"Explanation: checked each case.\nExact Answer: {'zzz-wrong' if wrong else t}\n"
+                          "Confidence: 80%")
     elif g == "rubric":
         out["content"] = ("Some general thoughts." if wrong else
                           f"{GOLD_MARK}: rest, drink water, and seek urgent care for red-flag symptoms.")
@@ -71,6 +74,12 @@ def grader_reply(prompt: str) -> str | None:
         target = re.search(r"\nGold target: (.*)\n", prompt).group(1)
         predicted = re.search(r"\nPredicted answer: (.*)\n", prompt, re.S).group(1)
         return "A" if target.lower() in predicted.lower() else "B"
+    if prompt.startswith("Decide whether the [response] below answers the [question]"):
+        target = re.search(r"\n\[correct_answer\]: (.*)\n", prompt).group(1)
+        response = re.search(r"\n\[response\]: (.*?)\n\n\[correct_answer\]", prompt, re.S).group(1)
+        said = re.search(r"Exact Answer: (.*)", response).group(1).strip()
+        return (f"extracted_final_answer: {said}\n\nreasoning: compared.\n\ncorrect: "
+                f"{'yes' if said == target else 'no'}\n\nconfidence: 80")
     if prompt.startswith("You are grading the last assistant turn"):
         points = float(re.search(r"# Rubric item\n\[(-?[\d.]+)\]", prompt).group(1))
         met = (points > 0) if GOLD_MARK in prompt else (points < 0)

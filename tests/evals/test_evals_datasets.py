@@ -43,8 +43,24 @@ def test_truthfulqa_target_follows_the_true_choice_through_the_shuffle():
 def test_gpqa_target_is_the_correct_answer_after_shuffling():
     row = {"Question": "Which?\n", "Correct Answer": "right\n", "Incorrect Answer 1": "w1", "Incorrect Answer 2": "w2",
            "Incorrect Answer 3": "w3\n", "Record ID": "recX", "High-level domain": "Physics"}
-    (s,) = multiple_choice.parse_gpqa({"main": [row]})
-    assert f"{s.target}) right\n" in s.fields["options"] + "\n" and s.fields["question"] == "Which?"
+    rows = [row, {**row, "Record ID": "recY", "Correct Answer": "other"}]
+    samples = multiple_choice.parse_gpqa({"main": rows})
+    # OpenAI's GPQAEval: rows listed n_repeats times, one random.Random(0).sample(range(4), 4) per entry in order
+    import random
+    rng = random.Random(0)
+    draws = [rng.sample(range(4), 4) for _ in range(len(rows) * 8)]
+    spec = multiple_choice.GPQA_DIAMOND
+    prompts = set()
+    for i, s in enumerate(samples):
+        for r in range(8):
+            v = spec.vary(s, r)
+            order = draws[r * len(rows) + i]
+            assert v.meta["permutation"] == order and v.target == "ABCD"[order.index(0)]
+            assert v.fields[v.target] == rows[i]["Correct Answer"]  # the gold option text, unstripped as OpenAI
+            prompt = spec.template.format(**v.fields)
+            assert prompt.startswith("Which?\n\n\n(A) ") and prompt.endswith("'A', 'B', 'C', or 'D'.")
+            prompts.add(prompt)
+    assert len(prompts) > 8  # the options move between repeats
 
 
 def test_aime_answers_are_normalized_integers():

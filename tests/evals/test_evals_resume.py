@@ -71,15 +71,21 @@ def test_kill9_then_resume(cache_dir, tmp_path):
     assert "Accuracy vs reasoning effort" in (out / "report.html").read_text()
 
 
+def _rec(key):
+    return {"key": key, "task": "t", "benchmark": "B", "category": "Coding", "strategy": "zero-shot",
+            "reasoning_effort": "low", "sampling_key": "s", "sample_id": key, "status": "ok", "score": 1.0,
+            "started_at": 0.0, "ended_at": 1.0}
+
+
 def test_torn_last_line_is_ignored_and_repaired(tmp_path):
     from evals.records import RecordWriter
     p = tmp_path / "records.jsonl"
     with RecordWriter(p) as w:
-        w.write({"key": "a", "status": "ok"})
+        w.write(_rec("a"))
     with open(p, "ab") as f:
         f.write(b'{"key": "b", "sta')  # kill -9 mid-write
     assert [r["key"] for r in iter_records(p)] == ["a"]
     with RecordWriter(p) as w:
         assert w.dropped_bytes > 0
-        w.write({"key": "c", "status": "ok"})
+        w.write(_rec("c"))
     assert [r["key"] for r in iter_records(p)] == ["a", "c"]

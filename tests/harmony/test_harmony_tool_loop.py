@@ -164,6 +164,17 @@ def test_builtin_python_tool_runs_in_the_sandbox():
     assert out.content == "42"
 
 
+def test_builtin_python_tool_without_a_sandbox_tells_the_model_and_runs_nothing(tmp_path):
+    marker = tmp_path / "ran"
+    engine = FakeEngine([f"<|channel|>analysis to=python code<|message|>open({str(marker)!r}, 'w')<|call|>",
+                         FINAL.format(thought="No sandbox.", answer="cannot run code")])
+    out = run_tool_loop(engine, [{"role": "user", "content": "run it"}], None, {},
+                        builtin_tools=[PythonTool(bwrap_path=str(tmp_path / "no-bwrap"))], current_date=False)
+    call = out.calls[0]
+    assert call.error and "SandboxUnavailable" in call.result and "no-bwrap" in call.result
+    assert not marker.exists() and out.content == "cannot run code"
+
+
 def test_builtin_browser_search_open_find_and_citations(tmp_path):
     (tmp_path / "jax.md").write_text("# JAX\nJAX is a library for array computing.\nIt uses XLA to compile.\n")
     (tmp_path / "cats.txt").write_text("Cats\nCats are small carnivorous mammals.\nThey purr.\n")

@@ -1,94 +1,83 @@
-"""Child side of the python sandbox: runs inside a fresh interpreter, never imported by the host.
+"""Child side of the python sandbox: the interpreter bubblewrap starts inside the sandbox; never imported by the host.
 
-Started by ``sandbox.run_python`` as ``python -I -B _sandbox_child.py``. It reads a JSON request from stdin
-(``{"workdir", "code", "memory_mb", "cpu_s", "fsize_mb", "status_fd"}``), then, before any user code runs:
+Run as ``python -I -B -c <this file's source>`` by ``sandbox.run_python``. It reads a JSON request from stdin
+(``{"code", "files", "limits", "host_namespaces", "status_fd"}``) and, before any of the code runs:
 
-1. resource limits (address space, CPU seconds, file size, open files, no core dumps);
-2. a new network namespace (only a down loopback inside: nothing is reachable) and a new mount namespace
-   in which every mount is read-only except the work directory; as non-root it first enters a new user
-   namespace. Each layer is best effort: what was applied is reported to the host on the status pipe;
-3. an audit hook (PEP 578) that refuses sockets, process creation and any write outside the work directory
-   with a PermissionError naming what was refused, so that refused code fails with a clear message even where
-   the kernel layers are unavailable.
+1. checks that it really is sandboxed: a seccomp filter in force, no capabilities, no_new_privs, not uid 0, every
+   namespace different from the host's, every mount read-only except /tmp, /proc and the device nodes. If a check
+   fails it says which on the status pipe and exits without running the code (the host then refuses loudly);
+2. sets resource limits: address space, CPU seconds, threads (RLIMIT_NPROC, counted in the sandbox's own user
+   namespace; the seccomp policy allows no second process), file size, open files, no core dumps;
+3. writes the request's files into /tmp, the private scratch folder and working directory;
+4. installs an audit hook (PEP 578) that refuses sockets, new processes and writes outside /tmp with a
+   PermissionError naming what was refused. The hook is not the boundary (ctypes goes around it; the kernel
+   layers hold regardless): it gives honest code a clear message instead of a bare EPERM or EROFS.
 
 Standard library only; it must not import gptoss_jax.
 """
-import ctypes
 import json
 import os
 import resource
 import sys
 
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
-MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
-MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
-_MOUNT_OPTION_FLAGS = {"nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
-                       "noatime": MS_NOATIME, "nodiratime": MS_NODIRATIME, "relatime": MS_RELATIME}
+WORKDIR = "/tmp"
+_NAMESPACES = ("user", "pid", "net", "ipc", "mnt", "uts")
+_WRITABLE_MOUNTS = {"/tmp", "/proc", "/dev/pts", "/dev/null", "/dev/zero", "/dev/full", "/dev/random",
+                    "/dev/urandom", "/dev/tty"}
 
 
-def _set_limits(memory_mb: int, cpu_s: int, fsize_mb: int) -> None:
-    def cap(which, value):
+def _status_fields() -> dict:
+    with open("/proc/self/status") as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
+def _check_isolation(host_namespaces: dict) -> list:
+    """The layers that are in force; raises RuntimeError naming the first that is not."""
+    status = _status_fields()
+    if status.get("Seccomp") != "2":
+        raise RuntimeError(f"no seccomp filter is in force (Seccomp: {status.get('Seccomp')})")
+    try:  # a no-op for the kernel; the sandbox's own policy refuses every unshare
+        os.unshare(0)
+        raise RuntimeError("the seccomp filter in force is not the sandbox's (unshare was allowed)")
+    except PermissionError:
+        pass
+    for field in ("CapEff", "CapPrm", "CapAmb"):
+        if int(status.get(field, "1"), 16) != 0:
+            raise RuntimeError(f"the process holds capabilities ({field}: {status.get(field)})")
+    if status.get("NoNewPrivs") != "1":
+        raise RuntimeError("no_new_privs is not set")
+    if os.getuid() == 0 or os.geteuid() == 0:
+        raise RuntimeError("the code would run as uid 0")
+    for name in _NAMESPACES:
+        if os.stat(f"/proc/self/ns/{name}").st_ino == host_namespaces.get(name):
+            raise RuntimeError(f"the {name} namespace is the host's")
+    with open("/proc/self/mountinfo") as f:
+        for fields in (line.split() for line in f):
+            target, options = fields[4].replace("\\040", " "), fields[5].split(",")
+            if "ro" not in options and target not in _WRITABLE_MOUNTS:
+                raise RuntimeError(f"{target} is mounted writable")
+    return ["bubblewrap", *(f"{n}-namespace" for n in _NAMESPACES), "seccomp", "no-capabilities",
+            "no-new-privs", "unprivileged-uid", "read-only-root"]
+
+
+def _set_limits(limits: dict) -> None:
+    mb = 1024 * 1024
+    for which, value in ((resource.RLIMIT_AS, limits["memory_mb"] * mb), (resource.RLIMIT_NPROC, limits["nproc"]),
+                         (resource.RLIMIT_FSIZE, limits["fsize_mb"] * mb), (resource.RLIMIT_NOFILE, 256),
+                         (resource.RLIMIT_CORE, 0)):
         _, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, hard if hard != resource.RLIM_INFINITY else value))
-
-    cap(resource.RLIMIT_AS, memory_mb * 1024 * 1024)
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-    cap(resource.RLIMIT_FSIZE, fsize_mb * 1024 * 1024)
-    cap(resource.RLIMIT_NOFILE, 256)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(which, (value, value))
+    resource.setrlimit(resource.RLIMIT_CPU, (limits["cpu_s"], limits["cpu_s"] + 1))
 
 
-def _write_map(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _enter_namespaces() -> bool:
-    """New network + mount namespaces (and a user namespace when not root). False when the kernel refuses."""
-    uid, gid = os.geteuid(), os.getegid()
-    try:
-        if uid == 0:
-            os.unshare(os.CLONE_NEWNS | os.CLONE_NEWNET)
-        else:
-            os.unshare(os.CLONE_NEWUSER | os.CLONE_NEWNS | os.CLONE_NEWNET)
-            _write_map("/proc/self/setgroups", "deny")
-            _write_map("/proc/self/uid_map", f"0 {uid} 1")
-            _write_map("/proc/self/gid_map", f"0 {gid} 1")
-    except (OSError, AttributeError):
-        return False
-    return True
-
-
-def _readonly_everything_but(workdir: str) -> bool:
-    """Remount every mount read-only except a bind mount of workdir. True when all remounts succeeded."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
-        return False
-    libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_void_p]
-
-    def mount(src, target, flags):
-        return libc.mount(src, target.encode(), None, flags, None) == 0
-
-    if not mount(b"none", "/", MS_REC | MS_PRIVATE):
-        return False
-    if not mount(workdir.encode(), workdir, MS_BIND | MS_REC):
-        return False
-    with open("/proc/self/mountinfo") as f:
-        entries = [line.split() for line in f]
-    all_ok = True
-    for fields in entries:
-        target = fields[4].replace("\\040", " ")
-        if target == workdir or target.startswith(workdir + "/"):
-            continue
-        flags = MS_BIND | MS_REMOUNT | MS_RDONLY
-        for option in fields[5].split(","):
-            flags |= _MOUNT_OPTION_FLAGS.get(option, 0)
-        if not mount(None, target, flags):
-            all_ok = False
-    return all_ok
+def _write_files(files: dict) -> None:
+    for name, content in files.items():
+        path = os.path.join(WORKDIR, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(content)
 
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -149,24 +138,23 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
-    workdir = os.path.realpath(request["workdir"])
-    layers = ["rlimits"]
-    _set_limits(request["memory_mb"], request["cpu_s"], request["fsize_mb"])
-    if request.get("namespaces", True) and _enter_namespaces():
-        layers.append("netns")
-        if _readonly_everything_but(workdir):
-            layers.append("readonly-fs")
-    os.chdir(workdir)
-    _install_audit_hook(workdir)
-    layers.append("audit-hook")
+    status = os.fdopen(request["status_fd"], "w")
     try:
-        with os.fdopen(request["status_fd"], "w") as status:
-            status.write(json.dumps({"layers": layers}))
-    except OSError:
-        pass
+        layers = _check_isolation(request["host_namespaces"])
+        _set_limits(request["limits"])
+        _write_files(request["files"])
+    except Exception as e:  # noqa: BLE001 - any failure here means the code must not run
+        status.write(json.dumps({"error": f"{type(e).__name__}: {e}"}))
+        status.close()
+        os._exit(125)
+    os.chdir(WORKDIR)
+    _install_audit_hook(WORKDIR)
+    status.write(json.dumps({"layers": [*layers, "rlimits", "audit-hook"]}))
+    status.close()
     code = compile(request["code"], "<sandbox>", "exec")
+    del request
     sys.argv = ["<sandbox>"]
-    sys.path.insert(0, workdir)
+    sys.path.insert(0, WORKDIR)
     exec(code, {"__name__": "__main__", "__builtins__": __builtins__})
 
 

@@ -12,7 +12,8 @@ and, for every (mode, batch, context) case, runs
 the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe_impl / --attention_impl; "auto" is
 the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
 bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
-max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio. Results go to --out as JSON, rewritten
+max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio; with decode in --modes, last the
+engine's round trips a token step and host time a round at the largest batch (greedy, short prompts). Results go to --out as JSON, rewritten
 after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
 with the numbers, before anything is allocated.
 
@@ -109,21 +110,6 @@ def print_plan(cfg, plan: dict, budget: int | None, source: str, dtype) -> None:
               f"context that fit: {full}{'' if full else ' (does NOT fit)'}")
         if free <= 0:
             print("   the weights alone do not fit: every case will be refused")
-
-
-def print_pair_ops(cfg, paths: dict, dtype: str) -> dict:
-    """Device ops one layer pair of a batch-1 decode step lowers to on a GPU (StableHLO, lowered abstractly here),
-    per path: the per-layer glue around the kernels."""
-    from gptoss_jax.cli import bench_program
-    from gptoss_jax.kernels import REFERENCE
-
-    out = {}
-    for path in paths:
-        chosen = REFERENCE if path == "reference" else common.kernels_from_flags()
-        ops = bench_program.decode_pair_ops(cfg, chosen, dtype=dtype)
-        out[path] = dict(ops)
-        print(f"   layer pair, batch-1 decode on a GPU ({path} path): {bench_program.summary(ops)}")
-    return out
 
 
 def fits(need: int, budget: int | None) -> bool:
@@ -322,7 +308,9 @@ def main(argv):
     import jax.numpy as jnp
 
     import gptoss_jax
+    from gptoss_jax.cli import bench_program
     from gptoss_jax.config import get_config
+    from gptoss_jax.kernels import REFERENCE
     from gptoss_jax.progress import Progress
 
     backend = jax.default_backend()
@@ -355,7 +343,8 @@ def main(argv):
         plan = memory_plan(cfg, dtype)
         print_plan(cfg, plan, budget, source, dtype)
         entry = report["models"][cfg.name] = {"plan": plan, "budget_bytes": budget, "cases": []}
-        entry["layer_pair_ops"] = print_pair_ops(cfg, paths, FLAGS.dtype)
+        entry["layer_pair_ops"] = bench_program.report_pair_ops(
+            cfg, {p: REFERENCE if p == "reference" else common.kernels_from_flags() for p in paths}, FLAGS.dtype)
         if budget is not None and plan["weights_bytes"] > budget:
             print(f"   REFUSED: {cfg.name}'s weights ({_size(plan['weights_bytes'])}) exceed the budget")
             entry["refused"] = "weights exceed the device memory budget"
@@ -385,6 +374,9 @@ def main(argv):
             entry["cases"].append(row)
             _write(out_path, report)
         bar.close()
+        if "decode" in FLAGS.modes:   # the engine around the last path's model: round trips, host time
+            entry["engine"] = bench_program.report_engine_rounds(
+                gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype, kernels=paths[list(paths)[-1]]), max(batches))
         del params
     _write(out_path, report)
     print(f"results: {out_path}")

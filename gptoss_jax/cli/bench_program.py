@@ -114,3 +114,50 @@ def quadratic_buffers(hlo_text: str, rows: int, cols: int) -> list[str]:
         if len(dims) >= 4 and dims[0] * dims[1] >= rows * cols:
             out.append(shape)
     return out
+
+
+def engine_rounds(model, slots: int, rounds: int = 6, prompt_len: int = 16) -> dict:
+    """Round trips and host time of the engine decoding `slots` greedy requests (short prompts) for `rounds`
+    rounds after a warm-up: device-to-host transfers a token step (a step = one token for every slot) and the
+    host's time a round outside its waits for the device."""
+    import numpy as np
+
+    from gptoss_jax.engine import Engine, Request, SamplingParams
+
+    steps = 8
+    engine = Engine(model, num_slots=slots, max_len=prompt_len + steps * (rounds + 4 + slots), decode_steps=steps,
+                    prefill_chunk=max(prompt_len, 32))
+    rng = np.random.default_rng(0)
+    for i in range(slots):
+        engine.submit(Request(rng.integers(0, model.cfg.vocab_size, prompt_len).tolist(),
+                              SamplingParams(temperature=0.0, seed=i)))
+    while not all(s is not None and s.decoding for s in engine.slots):
+        engine.step()
+    for _ in range(2):
+        engine.step()
+    before = dict(vars(engine.stats))
+    for _ in range(rounds):
+        engine.step()
+    d = {k: v - before[k] for k, v in vars(engine.stats).items()}
+    engine.close()
+    token_steps = d["decode_tokens"] / slots
+    return {"transfers_per_token_step": d["transfers"] / max(token_steps, 1e-9),
+            "host_ms_per_round": d["host_s"] / rounds * 1e3, "tokens_per_round": d["decode_tokens"] / rounds}
+
+
+def report_pair_ops(cfg, kernels_by_path: dict, dtype: str) -> dict:
+    """Print and return the ops of a batch-1 decode layer pair on a GPU, per path (name -> Kernels)."""
+    out = {}
+    for path, kernels in kernels_by_path.items():
+        ops = decode_pair_ops(cfg, kernels, dtype=dtype)
+        out[path] = dict(ops)
+        print(f"   layer pair, batch-1 decode on a GPU ({path} path): {summary(ops)}")
+    return out
+
+
+def report_engine_rounds(model, slots: int) -> dict:
+    """Print and return engine_rounds for `slots` slots."""
+    r = engine_rounds(model, slots)
+    print(f"   engine, {slots} slots: {r['transfers_per_token_step']:.3f} round trips a token step, host "
+          f"{r['host_ms_per_round']:.2f} ms a round ({r['tokens_per_round']:.0f} tokens a round)")
+    return r

@@ -30,6 +30,12 @@ from gptoss_jax.engine import draw as draw_lib
 from gptoss_jax.engine.slots import SlotState
 
 
+# status of a sampled row
+OK = 0
+NOTHING_ALLOWED = 1        # the constraint's mask and the logit bias left no token
+NOT_FINITE = 2             # the logits hold NaN or +inf
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplerPlan:
     """What a sampling step computes beyond the token (a static argument of the jitted steps: one compiled variant
@@ -102,10 +108,10 @@ def log_normalizer(x: jax.Array, top: jax.Array) -> jax.Array:
 
 
 def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: SamplerPlan):
-    """logits [N, V] f32 -> (tokens [N] i32, logprob [N], top ids [N, K], top logprobs [N, K], ok [N]).
+    """logits [N, V] f32 -> (tokens [N] i32, logprob [N], top ids [N, K], top logprobs [N, K], status [N] i32).
 
-    K = plan.num_top; logprob is 0 unless plan.logprobs or plan.num_top. ok is False where no token is allowed (a
-    constraint or logit bias left nothing): that request fails alone.
+    K = plan.num_top; logprob is 0 unless plan.logprobs or plan.num_top. status is OK, or NOTHING_ALLOWED (a
+    constraint or logit bias left nothing) or NOT_FINITE (NaN / +inf logits): that request fails alone.
     """
     with jax.named_scope("sampling"):
         x = adjust_logits(logits, rows, allowed, penalties=plan.penalties, bias=plan.bias)
@@ -128,7 +134,8 @@ def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: 
             if plan.num_top:
                 top_v, top_id = lax.top_k(logits, plan.num_top)
                 top_lp = top_v - lse[:, None]
-        return tok, lp, top_id.astype(jnp.int32), top_lp, ok
+        status = jnp.where(ok, OK, jnp.where(top == -jnp.inf, NOTHING_ALLOWED, NOT_FINITE)).astype(jnp.int32)
+        return tok, lp, top_id.astype(jnp.int32), top_lp, status
 
 
 def record(rows: SlotState, tok: jax.Array, want: jax.Array, ok: jax.Array, max_len: int) -> SlotState:

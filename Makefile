@@ -10,9 +10,13 @@ APT_INSTALL = sh -c 'if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; th
 	apt-get install -y -q "$$@" || { apt-get update -q && apt-get install -y -q "$$@"; }; \
 	else echo "please install the system package(s): $$*"; fi' apt-install
 
-.PHONY: setup demo test clean browser
+TRITON_VENV ?= .venv-triton
+TRITON_VERSION ?= 3.9.0
+
+.PHONY: setup demo test clean browser triton-offline
 
 $(VENV)/.installed-$(EXTRAS): setup.py
+	@echo "installing gptoss-jax and its dependencies into $(VENV) (once; 1-3 minutes)"
 	$(PY) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e ".[$(EXTRAS)]"
@@ -31,6 +35,7 @@ $(VENV)/.installed-$(EXTRAS): setup.py
 	@command -v setpriv >/dev/null || $(APT_INSTALL) util-linux
 	@$(VENV)/bin/python -m gptoss_jax.harmony.tools.sandbox || echo "warning: model-written code cannot run here (see above)"
 	touch $@
+	@echo "installed: \`source $(VENV)/bin/activate\` puts the gptoss command on your PATH (the README's commands assume it)"
 
 # Headless Chromium for the eval report viewer's browser test (Debian's packages; the test skips without them)
 browser:
@@ -43,9 +48,19 @@ setup: $(VENV)/.installed-$(EXTRAS)
 
 demo: setup
 	$(VENV)/bin/gptoss demo
+	@echo "next: \`source $(VENV)/bin/activate\`, then the README's commands (gptoss chat, gptoss eval, ...)"
 
 test: setup browser
 	$(VENV)/bin/python -m pytest -q tests
 
+# Offline sm_90 compile of the GPU kernels (benchmarks/triton_offline.py), no GPU needed: a separate venv with a pip
+# Triton, whose wheel ships ptxas, cuobjdump and nvdisasm (about 0.3 GB; kept apart from .venv, which CI installs)
+$(TRITON_VENV)/.installed-$(TRITON_VERSION):
+	$(PY) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q "triton==$(TRITON_VERSION)"
+	touch $@
+
+triton-offline: $(TRITON_VENV)/.installed-$(TRITON_VERSION)
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(TRITON_VENV) build *.egg-info

@@ -37,7 +37,8 @@ flags.DEFINE_bool("list_tasks", False, "Print the task registry and exit.")
 # sampling
 flags.DEFINE_list("temperature", ["1.0"], "Temperatures to sweep (gpt-oss recommends 1.0).")
 flags.DEFINE_list("top_p", ["1.0"], "top_p values to sweep.")
-flags.DEFINE_integer("max_tokens", None, "Completion token limit per request (default: the server's).")
+flags.DEFINE_integer("max_tokens", None, "Completion token limit per request (default: each task's, 32768 as in "
+                     "OpenAI's gpt-oss eval harness; see --list_tasks).")
 flags.DEFINE_integer("seed", 0, "Base seed; each sample gets a seed derived from it and its key. -1: no seed.")
 # backend
 flags.DEFINE_enum("backend", "endpoint", ["endpoint", "local"], "Where the model runs.")
@@ -139,9 +140,10 @@ def _tool_sets(values) -> tuple[tuple[str, ...], ...]:
 
 def list_tasks() -> str:
     from evals.registry import TASKS  # noqa: PLC0415
-    lines = [f"{'task':<20} {'category':<22} {'benchmark':<24} {'strategy':<18} grader"]
+    lines = [f"{'task':<20} {'category':<22} {'benchmark':<24} {'strategy':<18} {'grader':<12} max_tokens"]
     for n, s in TASKS.items():
-        lines.append(f"{n:<20} {s.category:<22} {s.benchmark:<24} {s.strategy.label():<18} {s.grader}")
+        lines.append(f"{n:<20} {s.category:<22} {s.benchmark:<24} {s.strategy.label():<18} {s.grader:<12} "
+                     f"{s.default_max_tokens or 'server'}")
     return "\n".join(lines)
 
 
@@ -249,7 +251,7 @@ def write_reports(out_dir: Path, prices, task_order, meta: dict) -> str:
     (out_dir / "summary.md").write_text(report.to_markdown(rows), encoding="utf-8")
     (out_dir / "report.html").write_text(html_report.render(rows, list(recs.values()), meta, prices),
                                          encoding="utf-8")
-    return report.to_text(rows)
+    return report.to_text(rows) + "\n" + report.cost_note(prices)
 
 
 def run(argv=None) -> int:

@@ -43,6 +43,13 @@ class Prices:
         return ((prompt - cached) * self.prompt + cached * self.cached + completion * self.completion) / 1e6
 
 
+def cost_note(prices: Prices) -> str:
+    """The rates behind the Cost column, and the flags that set them."""
+    return (f"Cost: ${prices.prompt:g} / ${prices.completion:g} / ${prices.cached:g} per million prompt / completion "
+            f"/ cached tokens (--price_prompt, --price_completion, --price_cached) + ${prices.device_hour:g} per "
+            f"device-hour of the local engine (--device_hourly_rate).")
+
+
 def union_seconds(intervals: Iterable[tuple[float, float]]) -> float:
     total = 0.0
     end = -math.inf

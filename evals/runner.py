@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import queue
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -251,12 +250,14 @@ class SweepOutcome:
 
 
 def _progress(total: int, enabled: bool):
-    try:
-        from tqdm import tqdm  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        return None
-    return tqdm(total=total, desc="eval", unit="sample", file=sys.stderr, disable=not enabled, dynamic_ncols=True,
-                smoothing=0.05)
+    """Samples done of the sweep with an ETA (a redrawn line on a terminal, a plain line every 10 s elsewhere)."""
+    from gptoss_jax.progress import Progress  # noqa: PLC0415
+    return Progress(total, "eval", unit=" samples", enabled=enabled)
+
+
+def _progress_note(tokens: int, failed: int, bar) -> str:
+    rate = tokens / max(time.monotonic() - bar.t0, 1e-9)
+    return f"{tokens:,} tokens ({rate:,.1f}/s)" + (f", {failed} failed" if failed else "")
 
 
 def run_sweep(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_dir: Path, offline: bool = False,
@@ -355,6 +356,7 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
 
     bar = _progress(len(todo), progress)
     producer = threading.Thread(target=produce, name="sweep-producer", daemon=True)
+    tokens = 0
     with rec_io.RecordWriter(path) as writer:
         producer.start()
         try:
@@ -367,9 +369,8 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
                         outcome.failed += 1
                         if outcome.failed <= 5:
                             log(f"sample failed ({payload['task']} {payload['sample_id']}): {payload['error']}")
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(failed=outcome.failed, refresh=False)
+                    tokens += (payload.get("usage") or {}).get("completion_tokens") or 0
+                    bar.update(1, note=_progress_note(tokens, outcome.failed, bar))
                 elif kind == "error":
                     raise payload
                 elif kind == "fatal":
@@ -378,8 +379,7 @@ def _run_locked(config: SweepConfig, backend: Backend, out_dir: Path, *, cache_d
                     break
         finally:
             stop.set()
-            if bar is not None:
-                bar.close()
+            bar.close()
     producer.join(timeout=5)
     return outcome
 

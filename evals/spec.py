@@ -67,7 +67,9 @@ class TaskSpec:
     license: str = ""
     description: str = ""
     default_repeats: int = 1
-    default_max_tokens: int | None = None
+    # completion limit when neither the flags nor the sweep file set one: what OpenAI's gpt-oss eval harness
+    # (gpt_oss/evals) gives every request; a task may set its own
+    default_max_tokens: int | None = 32768
     needs: tuple[str, ...] = ()  # import names of optional packages the grader needs (checked up front)
     # per-repeat variant of a sample (GPQA: a fresh option order per repeat, as OpenAI runs it): (sample, repeat)
     vary: Callable[[Sample, int], Sample] | None = None

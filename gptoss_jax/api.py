@@ -154,13 +154,14 @@ class GptOss:
 
 
 def load(path: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = None, show_progress: bool = True,
-         counter=None) -> GptOss:
+         counter=None, check_finite: bool = True) -> GptOss:
     """Load a checkpoint folder: the HF or the original release layout (auto-detected), or an Orbax conversion.
 
     mesh: None (one device), a jax Mesh with axes (data, expert, tensor), or a shape string like '1,4,2'.
     dtype: compute dtype, 'bfloat16' (default) or 'float32'. Weights stay as stored (MXFP4 experts packed).
     kernels: which kernels the model runs (default Kernels(): the best ones for the backend).
     counter: a checkpoint.safetensors_io.ByteCounter that counts the bytes this process reads (safetensors only).
+    check_finite: refuse weights holding NaN / inf (one on-device reduction after loading; False skips it).
     In a multi-process job every process calls load() alike; each reads only what its own devices hold.
     """
     import dataclasses
@@ -172,14 +173,15 @@ def load(path: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = No
     dt = _dtype(dtype)
     kernels = _kernels(kernels)      # a bad name fails before anything is read
     if orbax_io.is_orbax(path):
-        cfg, params = orbax_io.restore(path, mesh)
+        cfg, params = orbax_io.restore(path, mesh, check_finite=check_finite)
     else:
         located = layouts.locate(path)
         cfg = ModelConfig.from_file(located.config_path)
         # hosts holding different checkpoints would run different programs: fail before reading anything
         distributed.check_same({f"config {k}": v for k, v in dataclasses.asdict(cfg).items()}
                                | {"checkpoint layout": located.layout}, "checkpoints")
-        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress)
+        params = loader.load_params(located, cfg, mesh, counter=counter, show_progress=show_progress,
+                                    check_finite=check_finite)
     return GptOss(cfg, params, mesh=mesh, dtype=dt, kernels=kernels)
 
 
@@ -190,14 +192,15 @@ def is_preset(source: str) -> bool:
 
 def build_model(source: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | None = None, seed: int = 0,
                 replicas: int = 1, synthetic_dir: str | None = None, show_progress: bool = True,
-                counter=None) -> GptOss:
+                counter=None, check_finite: bool = True) -> GptOss:
     """The one way from options to a model (the CLI, the eval harness and the server call it).
 
     source: a checkpoint folder (either release layout, or an Orbax conversion), or a config preset (PRESETS): the
     preset's random synthetic checkpoint (seed `seed`) is written once under `synthetic_dir` (default
     ~/.cache/gptoss_jax/synthetic) in the HF release layout and loaded through the same loader as a real one.
     mesh: None, a Mesh or 'data,expert,tensor'; in a multi-process job it spans the job's devices, or those of this
-    process's replica when `replicas` > 1 (see resolve_mesh). dtype, kernels, show_progress, counter: as load().
+    process's replica when `replicas` > 1 (see resolve_mesh). dtype, kernels, show_progress, counter, check_finite:
+    as load().
     Bad options (mesh, kernel names, dtype, an unknown source) fail before anything is written or read.
     """
     from gptoss_jax.checkpoint.synthetic import cached_checkpoint
@@ -210,7 +213,8 @@ def build_model(source: str, *, mesh=None, dtype="bfloat16", kernels: Kernels | 
     else:
         get_config(source)        # a source that is no checkpoint folder is named before anything is read
         path = source
-    return load(path, mesh=mesh, dtype=dtype, kernels=kernels, show_progress=show_progress, counter=counter)
+    return load(path, mesh=mesh, dtype=dtype, kernels=kernels, show_progress=show_progress, counter=counter,
+                check_finite=check_finite)
 
 
 def random_model(cfg: ModelConfig | str, *, seed: int = 0, mesh=None, dtype="bfloat16", kernels: Kernels | None = None,

@@ -25,6 +25,7 @@ class ChatRequest:
     ({"type": "function", "function": {"name": ...}} also works); response_format: OpenAI's (text, json_object,
     json_schema): enforced by constrained decoding of the final channel; builtin_tools: ('browser', 'python').
     sampling: the engine's SamplingParams (its stop_token_ids are replaced by harmony's).
+    plan_budget: what the constraint may spend planning how to close its value in time (harmony.PlanBudget).
     """
     messages: Sequence[Mapping[str, Any]]
     tools: Sequence[Mapping[str, Any]] | None = None
@@ -36,6 +37,7 @@ class ChatRequest:
     current_date: Any = None
     sampling: SamplingParams = SamplingParams()
     id: str | None = None
+    plan_budget: harmony.PlanBudget = harmony.PlanBudget()
 
 
 @dataclasses.dataclass
@@ -56,11 +58,14 @@ class ChatCompletion:
         return assistant_message(self.content, self.reasoning, self.tool_calls)
 
 
-def to_engine_request(req: ChatRequest, *, max_len: int | None = None) -> Request:
+def to_engine_request(req: ChatRequest, *, max_len: int | None = None,
+                      default_max_tokens: int | None = None) -> Request:
     """Render the conversation, compile its constraint (response_format or tool_choice), set harmony's stops.
 
-    max_len (the engine's context): the completion limit becomes at most what fits after the prompt (all of it when
-    the request sets none), as a served model caps a request at its context.
+    max_len (the engine's context): the completion limit becomes at most what fits after the prompt, as a served
+    model caps a request at its context (without it, a limit past the context is the engine's error to raise).
+    default_max_tokens (the engine's limits.default_max_tokens): the limit of a request that sets none, which the
+    constraint plans to finish within; without it such a request runs to the engine's own default.
     Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
     """
     if isinstance(req.messages, (list, tuple)) and not req.messages:
@@ -78,10 +83,14 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None) -> Reques
     stops = tuple(sorted(grammar.stop_token_ids if grammar is not None
                          else harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS))
     sampling = dataclasses.replace(req.sampling, stop_token_ids=stops)
-    if max_len is not None and len(prompt) < max_len:
-        room = max_len - len(prompt)
-        sampling = dataclasses.replace(sampling, max_tokens=min(sampling.max_tokens or room, room))
-    constraint = grammar.new_constraint(max_tokens=sampling.max_tokens) if grammar is not None else None
+    limit = sampling.max_tokens if sampling.max_tokens is not None else default_max_tokens
+    if max_len is not None and len(prompt) < max_len and limit is not None:
+        limit = min(limit, max_len - len(prompt))
+    if limit is not None:
+        sampling = dataclasses.replace(sampling, max_tokens=limit)
+    # limit None: the engine's default applies; the engine fits a capped constraint to it (Engine.submit)
+    constraint = (grammar.new_constraint(max_tokens=limit, budget=req.plan_budget)
+                  if grammar is not None else None)
     return Request(prompt, sampling, constraint=constraint, id=req.id)
 
 
@@ -97,7 +106,9 @@ def from_engine_result(res: Result) -> ChatCompletion:
 
 
 def complete(engine: Engine, req: ChatRequest) -> ChatCompletion:
-    [res] = engine.generate([to_engine_request(req)])
+    """One chat turn on `engine`; the completion limit fits the engine's context (see to_engine_request)."""
+    [res] = engine.generate([to_engine_request(req, max_len=engine.max_len,
+                                               default_max_tokens=engine.limits.default_max_tokens)])
     return from_engine_result(res)
 
 
@@ -114,7 +125,8 @@ def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatComplet
     """Yield ChatDeltas as tokens arrive, then the ChatCompletion."""
     parser = harmony.StreamParser("assistant", strict=False)
     rid = None
-    for ev in engine.stream(to_engine_request(req)):
+    for ev in engine.stream(to_engine_request(req, max_len=engine.max_len,
+                                              default_max_tokens=engine.limits.default_max_tokens)):
         rid = ev.request_id
         if ev.token_id < 0:
             continue
@@ -125,11 +137,15 @@ def stream(engine: Engine, req: ChatRequest) -> Iterator[ChatDelta | ChatComplet
 
 
 def generate_fn(engine: Engine, sampling: SamplingParams) -> Callable[..., list[int]]:
-    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools)."""
+    """An engine-backed `generate_fn` for harmony.run_tool_loop (function calling with Python tools). A round's
+    constraint is fitted to what is left of the engine's context by the engine itself (Engine.submit)."""
     def fn(prompt_ids, *, stop_token_ids, constraint=None, max_tokens=None) -> list[int]:
-        s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids),
-                                max_tokens=max_tokens if sampling.max_tokens is None else
-                                min(sampling.max_tokens, max_tokens or sampling.max_tokens))
+        if sampling.max_tokens is None:   # the loop's budget for a round, within what the context leaves
+            room = engine.limits.room(len(prompt_ids))
+            limit = min(max_tokens or engine.limits.default_max_tokens, room) if room >= 1 else None
+        else:                             # the caller's own: one past the context is the engine's error
+            limit = min(sampling.max_tokens, max_tokens or sampling.max_tokens)
+        s = dataclasses.replace(sampling, stop_token_ids=tuple(stop_token_ids), max_tokens=limit)
         [res] = engine.generate([Request(list(prompt_ids), s, constraint=constraint)])
         if res.finish_reason == "error":
             raise RequestError("request", res.error or "generation failed")

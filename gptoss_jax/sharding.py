@@ -91,8 +91,19 @@ def parse_mesh_shape(spec: str | Sequence[int] | None, num_devices: int | None =
         raise ShardingError(f"mesh shape {spec!r}: expected three positive sizes for {MESH_AXES}")
     if math.prod(sizes) != n:
         raise ShardingError(f"mesh shape {sizes} uses {math.prod(sizes)} devices but {n} are available; a mesh "
-                            f"spans every device (to use fewer, make fewer visible, e.g. CUDA_VISIBLE_DEVICES)")
+                            f"spans every device ({_device_count_hint()})")
     return sizes  # type: ignore[return-value]
+
+
+def _device_count_hint() -> str:
+    """How the device count is changed on this platform."""
+    platform = jax.default_backend()
+    if platform == "gpu":
+        return "to use fewer, make fewer visible, e.g. CUDA_VISIBLE_DEVICES=0,1"
+    if platform == "tpu":
+        return "to use fewer, make fewer visible, e.g. TPU_VISIBLE_CHIPS=0,1"
+    return (f"the {platform.upper()} platform has as many devices as jax_num_cpu_devices says: gptoss "
+            f"--cpu_devices=N sets it, launch/local.py --cpu_devices N per process")
 
 
 def make_mesh(shape: str | Sequence[int] | None = None, devices=None) -> Mesh:

@@ -9,13 +9,20 @@ the CPU platform with K devices each (JAX_PLATFORMS=cpu, GPTOSS_CPU_DEVICES=K; c
 N*K devices spans the processes as it would span hosts. Without it, the processes use this machine's accelerators
 (give each its own with --visible_devices_env, e.g. CUDA_VISIBLE_DEVICES).
 
+The command's program is looked up on PATH, then beside this Python (the bin/ of a virtual environment that is not
+activated), then in the repository's .venv/bin; `gptoss` also runs as `python -m gptoss_jax.cli.main` where the
+package imports but has no script. A program found nowhere ends the launcher with one line naming the places it looked
+and status 127, before any process starts.
+
 The launcher exits with the first failing process's status (and stops the others), 124 after --timeout seconds, and
 never leaves a child behind: children die with it (Linux), and Ctrl-C or SIGTERM stops them all. Standard library only.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +30,36 @@ import sys
 import time
 
 GRACE_S = 10
+NOT_FOUND = 127   # the shell's status for a command it cannot find
+REPO_VENV_BIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv", "bin")
+
+
+class CommandNotFound(Exception):
+    pass
+
+
+def resolve_command(command: list[str], *, path: str | None = None, python: str = sys.executable,
+                    venv_bin: str = REPO_VENV_BIN) -> list[str]:
+    """`command` with its program made runnable: as given when it is a path or on PATH, else the same name beside
+    `python` or in the repository's .venv/bin, else (for gptoss) `python -m gptoss_jax.cli.main`. Raises
+    CommandNotFound naming where it looked."""
+    prog, rest = command[0], command[1:]
+    if os.sep in prog:
+        if os.access(prog, os.X_OK) and not os.path.isdir(prog):
+            return command
+        raise CommandNotFound(f"{prog} is not an executable file")
+    if shutil.which(prog, path=path):
+        return command
+    places = [os.path.dirname(python), venv_bin]
+    for folder in places:
+        candidate = os.path.join(folder, prog)
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):
+            return [candidate, *rest]
+    if prog == "gptoss" and importlib.util.find_spec("gptoss_jax") is not None:
+        return [python, "-m", "gptoss_jax.cli.main", *rest]
+    hint = (" (run `make setup` in the repository, then `source .venv/bin/activate`)" if prog == "gptoss" else "")
+    raise CommandNotFound(f"cannot find the command {prog!r}: not on PATH, not in {' or '.join(dict.fromkeys(places))}"
+                          f"{hint}")
 
 
 def free_port() -> int:
@@ -81,8 +118,12 @@ def run(command: list[str], n: int, *, cpu_devices: int | None = None, port: int
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         for i in range(n):
-            procs.append(subprocess.Popen(command, env=child_env(os.environ, i, n, port, cpu_devices, visible_env),
-                                          preexec_fn=_die_with_parent if sys.platform == "linux" else None))
+            try:
+                procs.append(subprocess.Popen(command, env=child_env(os.environ, i, n, port, cpu_devices, visible_env),
+                                              preexec_fn=_die_with_parent if sys.platform == "linux" else None))
+            except OSError as e:  # e.g. not executable after all
+                print(f"launch/local.py: cannot start {command[0]!r}: {e.strerror or e}", file=sys.stderr)
+                return NOT_FOUND
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             codes = [p.poll() for p in procs]
@@ -123,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("no command given: put it after --")
     if args.num_processes < 1:
         parser.error(f"-n must be >= 1, got {args.num_processes}")
+    try:
+        command = resolve_command(command)
+    except CommandNotFound as e:
+        print(f"launch/local.py: {e}", file=sys.stderr)
+        return NOT_FOUND
     return run(command, args.num_processes, cpu_devices=args.cpu_devices, port=args.port, timeout_s=args.timeout,
                visible_env=args.visible_devices_env)
 

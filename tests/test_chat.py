@@ -1,4 +1,5 @@
 """The harmony <-> engine glue (gptoss_jax/chat.py) and the chat CLI's tool turn."""
+import dataclasses
 import io
 import json
 
@@ -99,3 +100,33 @@ def test_tool_turn_runs_the_python_tool_between_rounds(monkeypatch, default_flag
     assert res.content == "42" and len(res.calls) == 1 and res.calls[0].result.strip() == "42"
     assert "python to=assistant" in prompts[1] and "42" in prompts[1]   # the tool's output went back
     assert "[call python] print(6*7)" in out.getvalue() and "[answer] 42" in out.getvalue()
+
+
+ESSAY = {"type": "json_schema", "json_schema": {"name": "essay", "schema": {
+    "type": "object", "properties": {"essay": {"type": "string"}}, "required": ["essay"]}}}
+
+
+def test_constrained_answers_close_within_a_short_engines_context(engine):
+    """No max_tokens: every path gives the constraint the room left in the engine's context (max_len 256), so the
+    random model's endless string is closed in time instead of ending with `length` and no content."""
+    req = chat_lib.ChatRequest(USER, response_format=ESSAY, sampling=SamplingParams(temperature=1.0, seed=2))
+    done = chat_lib.complete(engine, req)
+    assert done.finish_reason == "stop" and "essay" in json.loads(done.content), done
+    assert done.prompt_tokens + done.completion_tokens <= engine.max_len
+    streamed = list(chat_lib.stream(engine, dataclasses.replace(req, sampling=SamplingParams(temperature=1.0,
+                                                                                             seed=3))))[-1]
+    assert streamed.finish_reason == "stop" and "essay" in json.loads(streamed.content), streamed
+    fn = chat_lib.generate_fn(engine, SamplingParams(temperature=1.0, seed=4))
+    ids = fn(harmony.render_chat(USER), stop_token_ids=sorted(harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS),
+             constraint=harmony.compile_response_format(ESSAY).new_constraint())
+    parsed = harmony.parse_completion(ids)
+    assert parsed.finish_reason == "stop" and "essay" in json.loads(parsed.content), parsed
+
+
+def test_the_engine_fits_any_constraint_to_its_context_and_refuses_one_that_cannot_fit(engine):
+    from gptoss_jax.engine import Request
+
+    enc_prompt = harmony.render_chat(USER)
+    hopeless = harmony.compile_json_schema({"type": "string", "pattern": "^[a-z]{5000}$"}).new_constraint()
+    [res] = engine.generate([Request(enc_prompt, SamplingParams(), constraint=hopeless)])
+    assert res.finish_reason == "error" and "cannot be completed within max_tokens=" in res.error, res

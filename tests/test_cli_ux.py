@@ -277,3 +277,145 @@ def test_default_slots_fit_a_data_parallel_mesh(monkeypatch):
     finally:
         FLAGS.unparse_flags()
     assert made == [2, 4, 4, 6]
+
+
+# ------------------------------------------------------------------------------------ a newcomer's first hour (#14)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ABSL_PREFIX = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")    # absl's 'I1201 00:31:06.161171 1405... file.py:146]'
+
+
+def test_unknown_subcommand_suggests_the_nearest(gptoss):
+    code, _, err = gptoss("genrate")
+    assert code == 2 and "unknown subcommand 'genrate'; did you mean 'generate'?" in err
+    code, _, err = gptoss("frobnicate")
+    assert code == 2 and "did you mean" not in err and "usage: gptoss {demo," in err
+
+
+def test_chat_with_an_empty_message_is_refused(gptoss, tmp_path):
+    for prompt in ("", "   "):
+        code, _, err = gptoss("generate", "--chat", f"--prompt={prompt}", f"--synthetic_dir={tmp_path}")
+        one_error_line(code, err, "generate", "--prompt is empty")
+
+
+def test_a_mesh_too_big_for_the_cpu_names_the_cpu_switch(gptoss, tmp_path):
+    code, _, err = gptoss("generate", "--model=tiny", "--mesh=1,64,1", "--prompt_ids=1", f"--synthetic_dir={tmp_path}",
+                          "--compilation_cache_dir=off", allow_load=True)
+    one_error_line(code, err, "generate", "uses 64 devices but 8 are available")
+    assert "--cpu_devices" in err and "CUDA_VISIBLE_DEVICES" not in err
+
+
+def test_max_tokens_above_the_context_is_an_error_not_a_cap(gptoss):
+    code, _, err = gptoss("generate", "--model=tiny", "--prompt_ids=1,2,3", "--max_len=64", "--max_tokens=10000000")
+    one_error_line(code, err, "generate", "max_tokens: 10000000 tokens do not fit: the prompt's 3 tokens leave room "
+                                          "for at most 62")
+    code, _, err = gptoss("generate", "--model=tiny", "--prompt_ids=1,2,3", "--max_len=64", "--max_tokens=63")
+    one_error_line(code, err, "generate", "at most 62")
+
+
+def test_requests_without_max_tokens_get_the_models_default_within_the_context():
+    from gptoss_jax.engine.requests import (DEFAULT_MAX_TOKENS, SMALL_MODEL_MAX_TOKENS, Limits, Request,
+                                            RequestError, SamplingParams, default_max_tokens, validate)
+
+    assert default_max_tokens(PRESETS["demo"]) == SMALL_MODEL_MAX_TOKENS == 64
+    assert default_max_tokens(PRESETS["gpt-oss-20b"]) == default_max_tokens(PRESETS["gpt-oss-120b"]) == 32768
+    limits = Limits(512, 200, 0, 8, False, default_max_tokens=128)
+    got = lambda n, m=None: validate(Request(list(range(1, n + 1)), SamplingParams(max_tokens=m)), limits)[0]  # noqa
+    assert got(10).sampling.max_tokens == 128                    # the default
+    assert got(150).sampling.max_tokens == 51                    # what the context leaves (200 + 1 - 150)
+    assert got(150, 51).sampling.max_tokens == 51
+    with pytest.raises(RequestError, match="52 tokens do not fit"):
+        got(150, 52)
+    big = Limits(512, 131072, 0, 8, False)
+    assert validate(Request([1], SamplingParams()), big)[0].sampling.max_tokens == DEFAULT_MAX_TOKENS
+
+
+def test_eval_tasks_default_to_the_published_max_tokens_and_presets_are_capped(tmp_path):
+    from evals.backends.base import BackendConfig
+    from evals.backends.local import LocalBackend
+    from evals.registry import TASKS
+
+    assert all(spec.default_max_tokens == 32768 for spec in TASKS.values())
+    demo = LocalBackend(BackendConfig(kind="local", model="demo", extra={"synthetic_dir": str(tmp_path)}))
+    assert demo.cap == 64 and "random weights" in demo.cap_note and "--backend_arg max_tokens=N" in demo.cap_note
+    told = LocalBackend(BackendConfig(kind="local", model="demo", extra={"max_tokens": "500"}))
+    assert told.cap == 500 and told.cap_note is None
+
+
+def test_eval_report_says_what_rates_made_the_cost():
+    from evals.report import Prices, cost_note
+
+    note = cost_note(Prices(prompt=0.15, completion=0.6, cached=0.014, device_hour=2.5))
+    assert "$0.15 / $0.6 / $0.014 per million prompt / completion / cached tokens" in note
+    assert "$2.5 per device-hour" in note and "--device_hourly_rate" in note and "--price_prompt" in note
+
+
+def test_bench_that_refuses_a_model_exits_nonzero(gptoss, monkeypatch, tmp_path):
+    from gptoss_jax.cli import bench
+
+    monkeypatch.setattr(bench, "device_memory_budget", lambda: (10 ** 9, "test budget"))
+    code, out, err = gptoss("bench", "--model=gpt-oss-120b", f"--out={tmp_path / 'b.json'}", "--noprogress",
+                            allow_load=True)
+    assert "REFUSED" in out and code == 1, (code, err)
+    assert "gptoss bench: 1 refused (gpt-oss-120b: weights exceed the device memory budget)" in err
+
+
+def _run_cli(*args, stdout=None, timeout=300, **kw):
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, "-m", "gptoss_jax.cli.main", *args], stdout=stdout or subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=timeout, cwd=ROOT, env=env, **kw)
+
+
+def test_a_closed_pipe_ends_quietly():
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    p = subprocess.Popen([sys.executable, "-m", "gptoss_jax.cli.main", "generate", "--help"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=ROOT, env=env)
+    p.stdout.close()                   # the reader (`| head`) is gone before the help is written
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_dependencies_log_nothing_below_warning_and_warnings_have_no_prefix(tmp_path):
+    """A first run writes the synthetic checkpoint (an INFO line of ours) and compiles (jax's INFO lines): none of it
+    shows by default; --verbose shows it with absl's prefix."""
+    args = ["generate", "--model=tiny", "--prompt_ids=1,2", "--max_tokens=2", "--compilation_cache_dir=off",
+            "--noprogress"]
+    p = _run_cli(*args, f"--synthetic_dir={tmp_path / 'quiet'}")
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stderr.splitlines()
+    assert not [ln for ln in lines if ABSL_PREFIX.match(ln) or "INFO" in ln], p.stderr
+    assert "\r" not in p.stderr        # not a terminal: no redrawn lines
+    p = _run_cli(*args, f"--synthetic_dir={tmp_path / 'verbose'}", "--verbose")
+    assert p.returncode == 0 and any(ABSL_PREFIX.match(ln) for ln in p.stderr.splitlines()), p.stderr[-2000:]
+
+
+def test_launcher_finds_the_entry_point_or_says_where_it_looked(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(ROOT, "launch"))
+    try:
+        import local as launcher
+    finally:
+        sys.path.pop(0)
+    bin_dir, empty = tmp_path / "venv" / "bin", tmp_path / "empty"
+    bin_dir.mkdir(parents=True)
+    empty.mkdir()
+    tool = bin_dir / "gptoss"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+    python = str(bin_dir / "python")
+    # not on PATH: found beside the Python running the launcher (a virtual environment that is not activated)
+    assert launcher.resolve_command(["gptoss", "demo"], path=str(empty), python=python,
+                                    venv_bin=str(empty)) == [str(tool), "demo"]
+    # or in the repository's .venv/bin
+    assert launcher.resolve_command(["gptoss", "demo"], path=str(empty), python=str(empty / "python"),
+                                    venv_bin=str(bin_dir)) == [str(tool), "demo"]
+    # nowhere as a script but importable: run as a module
+    assert launcher.resolve_command(["gptoss", "demo"], path=str(empty), python="/py/python",
+                                    venv_bin=str(empty)) == ["/py/python", "-m", "gptoss_jax.cli.main", "demo"]
+    with pytest.raises(launcher.CommandNotFound, match="cannot find the command 'nope': not on PATH, not in"):
+        launcher.resolve_command(["nope"], path=str(empty), python=python, venv_bin=str(empty))
+    assert launcher.main(["-n", "2", "--", "no-such-program-here"]) == 127
+    err = capsys.readouterr().err
+    assert err.startswith("launch/local.py: cannot find the command 'no-such-program-here'") and "Traceback" not in err

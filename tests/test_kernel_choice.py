@@ -68,10 +68,10 @@ def test_engines_key_compiled_steps_by_the_models_kernels(params):
 
 
 def test_kernel_names_resolve_per_backend_and_bad_names_are_named():
-    assert Kernels().resolve("cpu") == Kernels("reference", "xla", "e4m3")
-    assert Kernels().resolve("gpu") == Kernels("pallas_gpu", "pallas_gpu", "e4m3")
+    assert Kernels().resolve("cpu") == Kernels("reference", "xla", "kperm")
+    assert Kernels().resolve("gpu") == Kernels("pallas_gpu", "pallas_gpu", "kperm")
     assert Kernels().resolve("tpu").moe == "pallas_tpu"
-    assert Kernels(moe="pallas_gpu", attention="pallas_gpu").resolve("cpu") == Kernels("reference", "xla", "e4m3")
+    assert Kernels(moe="pallas_gpu", attention="pallas_gpu").resolve("cpu") == Kernels("reference", "xla", "kperm")
     assert Kernels(moe="pallas_gpu_interpret", dequant="asm").resolve("cpu").dequant == "asm"
     assert str(Kernels("pallas_gpu", "xla", "asm")) == "moe=pallas_gpu(asm) attention=xla"
     for field, needle in (("moe", "unknown MoE kernel"), ("attention", "unknown attention implementation"),

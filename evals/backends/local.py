@@ -4,10 +4,13 @@
     gptoss eval --backend=local --model=demo        # a preset: its synthetic checkpoint (random weights)
 
 `--model` is a checkpoint folder (either release layout, or an Orbax conversion) or a config preset. Backend
-arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the
-default completion limit when a request sets none; any limit is capped at what fits in max_len after the prompt),
-moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed (of the synthetic checkpoint). Requests are pulled lazily, a few more than there are slots, so the engine's slots
-stay full while the harness records and grades finished samples.
+arguments (`--backend_arg key=value`): mesh, dtype (bfloat16), num_slots (8), max_len (8192), max_tokens (the most
+tokens any completion runs: default none for a checkpoint, and for a preset, whose random weights never stop, the
+engine's default for the model: 64 for the small presets; said once when it applies; every limit is also capped at
+what fits in max_len after the prompt), moe_impl, attention_impl, moe_dequant (kernels: auto), synthetic_dir, seed
+(of the synthetic checkpoint), compilation_cache_dir (default ~/.cache/gptoss_jax/xla; 'off' disables it).
+Requests are pulled lazily, a few more than there are slots, so the engine's slots stay full while the harness
+records and grades finished samples.
 
 Tool-using requests (``Request.builtin_tools``) run harmony's tool loop on a thread each (local_tools.py); their
 rounds are batched with everything else on the one engine.
@@ -17,7 +20,9 @@ device-seconds of a sweep add up to the time the device was busy.
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
+import sys
 import time
 from typing import Any, Iterable, Iterator
 
@@ -31,7 +36,8 @@ def create(config: BackendConfig) -> Backend:
 
 
 def _args(config: BackendConfig) -> dict:
-    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "replicas", *_INT_ARGS}
+    known = {"mesh", "dtype", "moe_impl", "attention_impl", "moe_dequant", "synthetic_dir", "compilation_cache_dir",
+             "replicas", *_INT_ARGS}
     unknown = sorted(set(config.extra) - known)
     if unknown:
         raise BackendFatalError(f"--backend_arg {unknown} not understood by the local backend; expected some of "
@@ -54,7 +60,9 @@ class LocalBackend(Backend):
 
     def __init__(self, config: BackendConfig):
         from gptoss_jax import distributed
+        from gptoss_jax.api import is_preset
         from gptoss_jax.config import PRESETS, get_config
+        from gptoss_jax.engine.requests import default_max_tokens
 
         self.args = _args(config)
         if not config.model:
@@ -64,7 +72,15 @@ class LocalBackend(Backend):
             self.cfg = get_config(config.model)
         except ValueError as e:  # no such folder, not a checkpoint, bad config.json
             raise BackendFatalError(f"local backend cannot start: {e}") from None
-        self.default_max_tokens = self.args.get("max_tokens")
+        self.default_max_tokens = default_max_tokens(self.cfg)   # the engine's, for a request that sets none
+        self.cap = self.args.get("max_tokens")
+        if self.cap is None and is_preset(config.model):   # random weights: long completions only take time
+            self.cap = self.default_max_tokens
+            self.cap_note = (f"local backend: {config.model} is a synthetic model with random weights, which never "
+                             f"stop; every completion is capped at {self.cap} tokens (--backend_arg max_tokens=N "
+                             f"changes it)")
+        else:
+            self.cap_note = None
         self.config = config
         self.model = self.engine = None
         if distributed.is_initialized():
@@ -73,11 +89,14 @@ class LocalBackend(Backend):
     def _start(self) -> None:
         if self.engine is not None:
             return
+        from gptoss_jax import distributed
         from gptoss_jax.api import build_model
         from gptoss_jax.engine import Engine
+        from gptoss_jax.engine.compilation import enable_persistent_cache
         from gptoss_jax.kernels import Kernels
 
         args, config = self.args, self.config
+        enable_persistent_cache(args.get("compilation_cache_dir"))   # a second sweep loads what this one compiles
         try:
             kernels = Kernels(**{field: args.get(arg, "auto") for field, arg in
                                  (("moe", "moe_impl"), ("attention", "attention_impl"), ("dequant", "moe_dequant"))})
@@ -89,12 +108,18 @@ class LocalBackend(Backend):
                                  **{k: args[k] for k in ("decode_steps", "prefill_chunk") if k in args})
         except (ValueError, OSError) as e:  # bad checkpoint, config, mesh or engine sizes: nothing can run
             raise BackendFatalError(f"local backend cannot start: {e}") from None
+        if self.cap_note and distributed.is_main():
+            print(self.cap_note, file=sys.stderr)
 
     def describe(self) -> dict:
         self._start()
         return {**self.config.describe(), "engine": {"num_slots": self.engine.num_slots,
                                                      "max_len": self.engine.max_len,
                                                      "dtype": self.model.dtype.name}}
+
+    def _limit(self, max_tokens: int | None) -> int | None:
+        """A request's completion limit under this backend's cap (if any)."""
+        return max_tokens if self.cap is None else min(max_tokens or self.cap, self.cap)
 
     def _engine_request(self, req: Request):
         from gptoss_jax import chat as chat_lib
@@ -104,10 +129,11 @@ class LocalBackend(Backend):
         sampling = SamplingParams(
             temperature=1.0 if s.temperature is None else s.temperature,
             top_p=1.0 if s.top_p is None else s.top_p, top_k=s.top_k or 0, seed=s.seed, stop=tuple(s.stop),
-            max_tokens=s.max_tokens if s.max_tokens is not None else self.default_max_tokens)
+            max_tokens=self._limit(s.max_tokens))
         chat_req = chat_lib.ChatRequest(messages=req.messages, tools=list(req.tools) or None,
                                         reasoning_effort=req.reasoning_effort, sampling=sampling, id=req.id)
-        return chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len)
+        return chat_lib.to_engine_request(chat_req, max_len=self.engine.max_len,
+                                          default_max_tokens=self.default_max_tokens)
 
     def _result(self, res, started: float, device_s: float) -> Result:
         from gptoss_jax import chat as chat_lib
@@ -140,8 +166,10 @@ class LocalBackend(Backend):
                         exhausted = True
                         break
                     if req.builtin_tools:
-                        loops[req.id] = ToolLoop(req, inbox, max_len=self.engine.max_len,
-                                                 default_max_tokens=self.default_max_tokens).start()
+                        capped = dataclasses.replace(req, sampling=dataclasses.replace(
+                            req.sampling, max_tokens=self._limit(req.sampling.max_tokens)))
+                        loops[req.id] = ToolLoop(capped, inbox, max_len=self.engine.max_len,
+                                                 default_max_tokens=self.cap).start()
                         continue
                     started = time.time()
                     try:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import stat
 
 from gptoss_jax import params as params_lib
-from gptoss_jax.checkpoint.safetensors_io import CheckpointError
+from gptoss_jax.checkpoint.safetensors_io import CheckpointError, file_kind, open_regular
 from gptoss_jax.config import ModelConfig
 
 ORIGINAL = "original"
@@ -132,6 +133,30 @@ def entries(cfg: ModelConfig, layout: str) -> list[TensorEntry]:
     raise ValueError(f"unknown layout {layout!r}: expected one of {LAYOUTS}")
 
 
+def _check_regular(path: str, what: str) -> None:
+    """Refuse a FIFO, device or folder where a file belongs (opening a FIFO would block forever)."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        raise CheckpointError(f"{path}: is {file_kind(mode)}, not a regular file; expected {what}")
+
+
+def _read_index(index: str) -> dict[str, str]:
+    """The weight_map of a sharded checkpoint's index: tensor name -> shard file name in the same folder."""
+    fd = open_regular(index, "a JSON index")
+    try:
+        with os.fdopen(fd, "rb") as f:
+            weight_map = json.loads(f.read())["weight_map"]
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{index}: malformed index ({e!r}); expected {{'weight_map': {{...}}}}") from None
+    if not isinstance(weight_map, dict):
+        raise CheckpointError(f"{index}: weight_map is not an object; expected {{tensor name: shard file name}}")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard or os.path.basename(shard) != shard or shard in (".", ".."):
+            raise CheckpointError(f"{index}: tensor {name!r} maps to {shard!r}; expected a file name in the "
+                                  "index's folder")
+    return weight_map
+
+
 @dataclasses.dataclass(frozen=True)
 class Located:
     """A checkpoint found on disk: its layout, the folder holding its safetensors, and its config.json."""
@@ -152,7 +177,7 @@ def locate(path: str) -> Located:
 
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such checkpoint folder")
-    if os.path.isfile(path):
+    if not os.path.isdir(path):
         raise CheckpointError(f"{path}: expected a checkpoint FOLDER (config.json + *.safetensors), got a file")
     candidates = [path]
     if os.path.isdir(os.path.join(path, "original")):
@@ -164,20 +189,19 @@ def locate(path: str) -> Located:
             continue
         if not os.path.exists(config):
             raise CheckpointError(f"{folder}: has {len(files)} .safetensors files but no config.json")
+        _check_regular(config, "a JSON config")
         index = os.path.join(folder, HF_INDEX)
         if os.path.exists(index):  # sharded: the index names the shards (both layouts ship one for big models)
-            try:
-                with open(index) as f:
-                    weight_map = json.load(f)["weight_map"]
-                names = set(weight_map)
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as e:
-                raise CheckpointError(f"{index}: malformed index ({e!r}); expected {{'weight_map': {{...}}}}") from None
+            weight_map = _read_index(index)
+            names = set(weight_map)
             files = sorted(set(weight_map.values()))
             missing = [s for s in files if not os.path.exists(os.path.join(folder, s))]
             if missing:
                 raise CheckpointError(f"{index}: lists shard files that are not there: {missing}")
         else:
-            names = set(SafetensorsFile(os.path.join(folder, files[0])).tensors)
+            first = SafetensorsFile(os.path.join(folder, files[0]))
+            names = set(first.tensors)
+            first.close()
         if any(n.startswith("model.") or n == "lm_head.weight" for n in names):
             return Located(HF, folder, config, tuple(files))
         if any(n.startswith("block.") or n in ("embedding.weight", "unembedding.weight") for n in names):

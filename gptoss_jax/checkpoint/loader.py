@@ -19,7 +19,7 @@ from jax.sharding import NamedSharding, SingleDeviceSharding
 
 from gptoss_jax import params as params_lib
 from gptoss_jax import sharding
-from gptoss_jax.checkpoint import layouts
+from gptoss_jax.checkpoint import finite, layouts
 from gptoss_jax.checkpoint.safetensors_io import (DTYPE_NAMES, ByteCounter, CheckpointError, SafetensorsFile)
 from gptoss_jax.config import ModelConfig
 from gptoss_jax.progress import Progress
@@ -108,8 +108,11 @@ def _sharding_for(mesh, axes):
 
 
 def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counter: ByteCounter | None = None,
-                show_progress: bool = True):
-    """Read a located checkpoint into a params tree (params.model_specs structure) on `mesh` (or one device)."""
+                show_progress: bool = True, check_finite: bool = True):
+    """Read a located checkpoint into a params tree (params.model_specs structure) on `mesh` (or one device).
+
+    check_finite: count NaN / inf values (and MXFP4 scale bytes of 255) on the device once loaded, and raise a
+    CheckpointError naming the tensors that hold any (a reduction over the weights: cheap next to reading them)."""
     ckpt = OpenCheckpoint(located, counter)
     try:
         entries = validate(ckpt, cfg)
@@ -154,6 +157,9 @@ def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counte
             else:
                 out[path] = read_layer(path, None, spec)
         bar.close()
+        if check_finite:
+            finite.check(out, specs, f"checkpoint {located.folder}", mesh=mesh,
+                         name_of=lambda path, pair: sources[(path, pair)][0].name)
         return params_lib.map_specs(lambda p, s: out[p], cfg)
     finally:
         ckpt.close()

@@ -12,6 +12,7 @@ import jax
 from jax.sharding import SingleDeviceSharding
 
 from gptoss_jax import params as params_lib
+from gptoss_jax.checkpoint import finite
 from gptoss_jax.checkpoint.safetensors_io import CheckpointError
 from gptoss_jax.config import ModelConfig
 
@@ -48,7 +49,8 @@ def save(path: str, cfg: ModelConfig, params) -> str:
     return path
 
 
-def restore(path: str, mesh=None) -> tuple[ModelConfig, object]:
+def restore(path: str, mesh=None, *, check_finite: bool = True) -> tuple[ModelConfig, object]:
+    """(config, params) of an Orbax folder on `mesh`; check_finite: refuse weights holding NaN / inf (finite.py)."""
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
@@ -66,6 +68,8 @@ def restore(path: str, mesh=None) -> tuple[ModelConfig, object]:
         if isinstance(e, CheckpointError):
             raise
         raise CheckpointError(f"{path}: Orbax checkpoint does not match its config.json ({e})") from None
+    if check_finite:
+        finite.check(finite.flatten(params), params_lib.flat_specs(cfg), f"Orbax checkpoint {path}", mesh=mesh)
     return cfg, params
 
 

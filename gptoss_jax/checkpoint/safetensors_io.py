@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import struct
 import threading
 from typing import Iterable, Sequence
@@ -57,16 +58,108 @@ class TensorInfo:
         return self.end - self.begin
 
 
+def open_regular(path: str, what: str = "a safetensors file") -> int:
+    """A read-only descriptor of `path`, which must be a regular file (or a link to one). A FIFO, device, socket or
+    folder is refused without blocking: O_NONBLOCK keeps the open of a FIFO with no writer from hanging."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot open ({e.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise CheckpointError(f"{path}: is {file_kind(mode)}, not a regular file; expected {what}")
+    os.set_blocking(fd, True)
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _is_count(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def parse_header(path: str, header, data_start: int, size: int) -> tuple[dict, dict[str, "TensorInfo"]]:
+    """Check a decoded header against the safetensors format; returns (metadata, tensors).
+
+    data_start: where the data section begins (8 + header length); size: the file's bytes. Every entry must be an
+    object {dtype, shape, data_offsets}; each tensor's bytes lie inside the data section, match shape x dtype, and
+    overlap no other tensor's. Each failure names the file, the tensor, what was found and what was expected."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header is a JSON {_json_type(header)}, expected an object mapping tensor "
+                              "names to {dtype, shape, data_offsets}; not a safetensors file?")
+    metadata = header.get("__metadata__") or {}
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path}: header __metadata__ is a JSON {_json_type(metadata)}, expected an object "
+                              "of strings")
+    tensors: dict[str, TensorInfo] = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(h, dict):
+            raise CheckpointError(f"{where}: header entry is a JSON {_json_type(h)} ({_short(h)}), expected an "
+                                  "object {dtype, shape, data_offsets}")
+        dtype, shape, offsets = h.get("dtype"), h.get("shape"), h.get("data_offsets")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise CheckpointError(f"{where}: dtype {_short(dtype)} is not known; expected one of {sorted(DTYPES)}")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise CheckpointError(f"{where}: shape {_short(shape)} is not a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+            raise CheckpointError(f"{where}: data_offsets {_short(offsets)} is not two non-negative integers "
+                                  "[begin, end]")
+        begin, end = offsets
+        need = math.prod(shape) * DTYPES[dtype].itemsize
+        if end < begin or end - begin != need:
+            raise CheckpointError(f"{where}: {dtype}{list(shape)} needs {need} bytes but its data_offsets "
+                                  f"[{begin}, {end}] span {end - begin}")
+        if data_start + end > size:
+            raise CheckpointError(f"{path}: truncated: tensor {name!r} needs bytes up to {data_start + end} "
+                                  f"but the file has {size}")
+        tensors[name] = TensorInfo(name, DTYPES[dtype], tuple(shape), begin, end)
+    spans = sorted((t.begin, t.end, t.name) for t in tensors.values() if t.end > t.begin)
+    for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
+        if b1 < e0:
+            raise CheckpointError(f"{path}: tensors {n0!r} (bytes [{b0}, {e0})) and {n1!r} (bytes [{b1}, {e1})) "
+                                  "overlap; expected disjoint data_offsets")
+    return metadata, tensors
+
+
+def _json_type(x) -> str:
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string"), (bool, "boolean"), (int, "number"),
+                       (float, "number")):
+        if isinstance(x, kind):
+            return name
+    return "null"
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 class SafetensorsFile:
     """One .safetensors file: validated header, region reads by preadv."""
 
     def __init__(self, path: str, counter: ByteCounter | None = None):
         self.path = path
         self.counter = counter
+        self._fd = open_regular(path)
         try:
-            self._fd = os.open(path, os.O_RDONLY)
-        except OSError as e:
-            raise CheckpointError(f"{path}: cannot open ({e.strerror})") from None
+            self._read_header()
+        except BaseException:
+            self.close()
+            raise
+
+    def _read_header(self) -> None:
+        path = self.path
         size = os.fstat(self._fd).st_size
         if size < 8:
             raise CheckpointError(f"{path}: {size} bytes is too short for a safetensors file (truncated?)")
@@ -78,23 +171,10 @@ class SafetensorsFile:
             header = json.loads(os.pread(self._fd, n, 8))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{path}: header is not valid JSON ({e}); not a safetensors file?") from None
+        except RecursionError:
+            raise CheckpointError(f"{path}: header is JSON nested too deeply to be a safetensors header") from None
         self.data_start = 8 + n
-        self.metadata = header.pop("__metadata__", None) or {}
-        self.tensors: dict[str, TensorInfo] = {}
-        for name, h in header.items():
-            try:
-                dtype = DTYPES[h["dtype"]]
-                shape = tuple(int(d) for d in h["shape"])
-                begin, end = (int(o) for o in h["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise CheckpointError(f"{path}: tensor {name!r} has a malformed header entry {h!r}") from None
-            if end - begin != math.prod(shape) * dtype.itemsize:
-                raise CheckpointError(f"{path}: tensor {name!r} {h['dtype']}{list(shape)} needs "
-                                      f"{math.prod(shape) * dtype.itemsize} bytes but its offsets span {end - begin}")
-            if self.data_start + end > size:
-                raise CheckpointError(f"{path}: truncated: tensor {name!r} needs bytes up to "
-                                      f"{self.data_start + end} but the file has {size}")
-            self.tensors[name] = TensorInfo(name, dtype, shape, begin, end)
+        self.metadata, self.tensors = parse_header(path, header, self.data_start, size)
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -13,8 +13,8 @@ the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe
 the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
 bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
 max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio; with decode in --modes, last the
-engine's round trips a token step and host time a round at the largest batch (greedy, short prompts). Results go to --out as JSON, rewritten
-after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
+engine's round trips a token step and host time a round at the largest batch (greedy, short prompts). Results go to
+--out as JSON, rewritten after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
 with the numbers, before anything is allocated.
 
 Bytes and flops a step must move: gptoss_jax/engine/cost.py (decode is bandwidth-bound, prefill compute-bound).
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -37,7 +36,7 @@ from absl import app, flags
 
 from gptoss_jax import params as params_lib
 from gptoss_jax.cli import flags as common
-from gptoss_jax.engine import memory
+from gptoss_jax.cli.bench_report import _size, _write, print_plan, refusals
 from gptoss_jax.engine.cost import decode_cost, distinct_experts, memory_plan, prefill_cost  # noqa: F401
 
 FLAGS = flags.FLAGS
@@ -68,14 +67,6 @@ DEFAULT_CASES = {"cpu": {"batch": ["1", "4"], "context": ["128"]}}
 GB = 1e9
 
 
-def _size(n: float) -> str:
-    """Bytes in readable decimal units."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
-
-
 # --------------------------------------------------------------------------------------------- memory planning
 def device_memory_budget() -> tuple[int | None, str]:
     """(bytes JAX may use on device 0, where the number comes from)."""
@@ -92,24 +83,6 @@ def device_memory_budget() -> tuple[int | None, str]:
         return int(info["MemAvailable"].split()[0]) * 1024, "host MemAvailable"
     except (OSError, KeyError, ValueError):
         return None, "unknown"
-
-
-def print_plan(cfg, plan: dict, budget: int | None, source: str, dtype) -> None:
-    print(f"\n== {cfg.name}: {cfg.num_layers} layers, {cfg.num_experts} experts, "
-          f"{params_lib.count_params(cfg) / 1e6:,.1f}M weights")
-    print(f"   weights {_size(plan['weights_bytes'])} = packed MXFP4 experts {_size(plan['packed_expert_bytes'])} "
-          f"+ other (bf16) {_size(plan['other_weight_bytes'])}")
-    print(f"   KV cache {_size(plan['kv_bytes_per_token'])} a token of context (full layers) + "
-          f"{_size(plan['ring_bytes_per_row'])} a row (sliding-window rings)")
-    if budget:
-        free = budget - plan["weights_bytes"]
-        tokens = max(0, free) // plan["kv_bytes_per_token"]
-        full = memory.max_slots(cfg, cfg.max_context, max(0, free), dtype)     # cache + rings + slot state
-        print(f"   device budget {_size(budget)} ({source}): {_size(free)} after weights, room for about "
-              f"{tokens:,} tokens of context before workspace; engine slots of a full {cfg.max_context:,}-token "
-              f"context that fit: {full}{'' if full else ' (does NOT fit)'}")
-        if free <= 0:
-            print("   the weights alone do not fit: every case will be refused")
 
 
 def fits(need: int, budget: int | None) -> bool:
@@ -178,14 +151,19 @@ def _fill_cache(cache, seed: int):
     return jax.tree.unflatten(tree, out)
 
 
-def run_decode(model, case: Case, budget, resident: int) -> dict:
+def run_decode(model, case: Case, budget, resident: int, *, warmup: int | None = None,
+               timed_steps: int | None = None) -> dict:
+    """Time decode steps of `case` (warmup / timed_steps default to the flags: benchmarks/gpu_suite.py passes its
+    own)."""
     import jax
     import jax.numpy as jnp
 
     from gptoss_jax.model.transformer import KVCache
 
+    warmup = FLAGS.warmup if warmup is None else warmup
+    timed_steps = FLAGS.timed_steps if timed_steps is None else timed_steps
     b, ctx = case.batch, case.context
-    max_len = ctx + FLAGS.warmup + FLAGS.timed_steps + 1
+    max_len = ctx + warmup + timed_steps + 1
     shapes = KVCache.shapes(model.cfg, b, max_len, model.dtype)
     t0 = time.perf_counter()
     step, refusal = _compile(model, b, 1, shapes, budget, resident, case.name)
@@ -197,13 +175,13 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
     first = jnp.zeros((b,), jnp.int32)
     next_token = jax.jit(lambda logits: jnp.argmax(logits, axis=-1).astype(jnp.int32)[:, None])
     times = []
-    for i in range(FLAGS.warmup + FLAGS.timed_steps):
+    for i in range(warmup + timed_steps):
         positions = jnp.full((b, 1), ctx + i, jnp.int32)
         t = time.perf_counter()
         logits, cache = step(model.params, tokens, positions, cache, first)
         tokens = next_token(logits)
         tokens.block_until_ready()
-        if i >= FLAGS.warmup:
+        if i >= warmup:
             times.append(time.perf_counter() - t)
     del cache
     sec = statistics.median(times)
@@ -212,18 +190,23 @@ def run_decode(model, case: Case, budget, resident: int) -> dict:
             "p90_ms": sorted(times)[(len(times) * 9) // 10] * 1e3}
 
 
-def prefill_rows(case: Case) -> tuple[int, int]:
+def prefill_rows(case: Case, prefill_tokens: int | None = None) -> tuple[int, int]:
     """(rows prefilled together, tokens a call): one group of rows filling --prefill_tokens."""
-    chunk = min(case.context, FLAGS.prefill_tokens)
-    return max(1, min(case.batch, FLAGS.prefill_tokens // chunk)), chunk
+    prefill_tokens = FLAGS.prefill_tokens if prefill_tokens is None else prefill_tokens
+    chunk = min(case.context, prefill_tokens)
+    return max(1, min(case.batch, prefill_tokens // chunk)), chunk
 
 
-def run_prefill(model, case: Case, budget, resident: int) -> dict:
+def run_prefill(model, case: Case, budget, resident: int, *, warmup: int | None = None, repeats: int | None = None,
+                prefill_tokens: int | None = None) -> dict:
+    """Time prefills of `case` (warmup / repeats / prefill_tokens default to the flags)."""
     import jax.numpy as jnp
 
     from gptoss_jax.model.transformer import KVCache
 
-    rows, chunk = prefill_rows(case)
+    warmup = FLAGS.warmup if warmup is None else warmup
+    repeats = FLAGS.prefill_repeats if repeats is None else repeats
+    rows, chunk = prefill_rows(case, prefill_tokens)
     ctx = case.context
     shapes = KVCache.shapes(model.cfg, rows, ctx, model.dtype)
     t0 = time.perf_counter()
@@ -240,12 +223,12 @@ def run_prefill(model, case: Case, budget, resident: int) -> dict:
         positions.append(jnp.broadcast_to(jnp.where(pos < ctx, pos, -1)[None], (rows, chunk)))
     last = jnp.full((rows,), (ctx - 1) % chunk, jnp.int32)
     times = []
-    for r in range(FLAGS.warmup + FLAGS.prefill_repeats):
+    for r in range(warmup + repeats):
         t = time.perf_counter()
         for c in range(calls):                         # positions restart at 0: the cache is simply rewritten
             logits, cache = step(model.params, tokens[c], positions[c], cache, last)
         logits.block_until_ready()
-        if r >= FLAGS.warmup:
+        if r >= warmup:
             times.append(time.perf_counter() - t)
     del cache
     sec = statistics.median(times)
@@ -380,12 +363,8 @@ def main(argv):
         del params
     _write(out_path, report)
     print(f"results: {out_path}")
-
-
-def _write(path: str, report: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, path)
-
+    refused = refusals(report)
+    if refused:
+        print(f"gptoss bench: {len(refused)} refused ({'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}): "
+              f"nothing was measured there", file=sys.stderr)
+        sys.exit(1)

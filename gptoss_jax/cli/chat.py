@@ -11,7 +11,7 @@ import sys
 from absl import app, flags
 
 from gptoss_jax import chat as chat_lib
-from gptoss_jax.cli import chat_flags
+from gptoss_jax.cli import chat_flags, console
 from gptoss_jax.cli import flags as common
 from gptoss_jax.engine import Request, RequestError
 from gptoss_jax.harmony.constants import REASONING_EFFORTS, VOCAB_SIZE
@@ -26,6 +26,7 @@ def _read(prompt: str, stream_in) -> str | None:
     sys.stdout.write(prompt)
     sys.stdout.flush()
     line = stream_in.readline()
+    console.line_done()
     return None if line == "" else line.rstrip("\n")
 
 
@@ -123,7 +124,7 @@ def main(argv):
         tools = chat_flags.builtin_tools()
         probe = chat_flags.chat_request([{"role": "user", "content": "hello"}], sampling)
         try:
-            eflags.check_before_loading(cfg, [chat_lib.to_engine_request(probe)])
+            eflags.check_before_loading(cfg, [chat_lib.to_engine_request(probe, max_len=FLAGS.max_len)])
         except ValueError as e:  # ChatInputError / ConstraintError name the problem
             raise app.UsageError(f"bad chat flags: {e}") from None
     else:

@@ -74,7 +74,7 @@ def run_tool_turn(engine, messages, sampling, tools, out=None):
     res = harmony.run_tool_loop(
         chat_lib.generate_fn(engine, sampling), messages, None, {}, builtin_tools=tools,
         reasoning_effort=FLAGS.reasoning_effort, developer_instructions=FLAGS.system,
-        max_tokens=sampling.max_tokens or 4096)
+        max_tokens=sampling.max_tokens or engine.limits.default_max_tokens)
     for call in res.calls:
         out.write(f"[call {call.recipient}] {call.arguments}\n[result{' (error)' if call.error else ''}] "
                   f"{call.result[:2000]}\n")
@@ -95,29 +95,63 @@ def chat_request(messages, sampling) -> chat_lib.ChatRequest:
         builtin_tools=tuple(FLAGS.builtin_tools), developer_instructions=FLAGS.system, sampling=sampling)
 
 
+# A harmony completion starts with its header: `<|channel|>analysis<|message|>`, or ` to=functions.f<|channel|>...`
+# for a tool call. Text that cannot begin one (random weights, a broken checkpoint) is shown raw as it streams.
+HEADER_STARTS = ("<|channel|>", " to=")
+MAX_HEADER_TOKENS = 24   # far more than any real header takes
+
+
+def could_start_harmony(text: str, num_tokens: int) -> bool:
+    """Whether the completion's first tokens (decoded to `text`) can still be the start of a harmony header."""
+    if num_tokens > MAX_HEADER_TOKENS:
+        return False
+    return any(text.startswith(h) or h.startswith(text) for h in HEADER_STARTS)
+
+
 def print_stream(engine, req: chat_lib.ChatRequest, out=None) -> chat_lib.ChatCompletion:
-    """Stream a chat turn: analysis dimmed under [thinking], tool calls under [call NAME], then the answer."""
+    """Stream a chat turn token by token: the analysis channel under [thinking] (unless --noshow_reasoning), tool
+    calls under [call NAME], the answer under [answer]. A completion that is not harmony-formed (random weights)
+    streams as decoded text under [raw, not harmony-formed] from the token that shows it."""
+    from gptoss_jax import harmony
+
     out = out or sys.stdout
-    section = None
-    completion = None
-    for item in chat_lib.stream(engine, req):
-        if isinstance(item, chat_lib.ChatCompletion):
-            completion = item
-            break
-        if item.channel == "analysis" and not FLAGS.show_reasoning:
+    enc = harmony.get_encoding()
+    parser = harmony.StreamParser("assistant", strict=False)
+    section, raw, ids, shown, rid = None, False, [], "", None
+    request = chat_lib.to_engine_request(req, max_len=engine.max_len,
+                                         default_max_tokens=engine.limits.default_max_tokens)
+    for ev in engine.stream(request):
+        rid = ev.request_id
+        if ev.token_id < 0:
             continue
-        label = (f"call {item.recipient}" if item.recipient and item.recipient != "all"
-                 else {"analysis": "thinking", "final": "answer"}.get(item.channel or "", item.channel or "answer"))
+        ids.append(ev.token_id)
+        if not raw and section is None and not could_start_harmony(enc.decode(ids), len(ids)):
+            raw = True
+            out.write("[raw, not harmony-formed] ")
+        if raw:
+            text = enc.decode(ids)
+            if not text.endswith("\ufffd"):   # hold back a partial UTF-8 character
+                out.write(text[len(shown):])
+                shown = text
+            out.flush()
+            continue
+        parser.process(ev.token_id)
+        if not parser.last_content_delta:
+            continue
+        channel, recipient = parser.current_channel, parser.current_recipient
+        if channel == "analysis" and not FLAGS.show_reasoning:
+            continue
+        label = (f"call {recipient}" if recipient and recipient != "all"
+                 else {"analysis": "thinking", "final": "answer"}.get(channel or "", channel or "answer"))
         if label != section:
             out.write(("\n" if section else "") + f"[{label}] ")
             section = label
-        out.write(item.text)
+        out.write(parser.last_content_delta)
         out.flush()
-    if section is None and completion is not None and completion.token_ids:
-        # nothing parsed as harmony (e.g. random weights, or a malformed completion): show the raw text
-        from gptoss_jax.harmony import get_encoding
-
-        raw = get_encoding().decode(completion.token_ids)
-        out.write(f"[raw, not harmony-formed] {raw!r}")
+    if not raw and section is None and ids:   # ended inside what could have been a header
+        out.write(f"[raw, not harmony-formed] {enc.decode(ids)}")
+    elif raw and shown != enc.decode(ids):
+        out.write(enc.decode(ids)[len(shown):])
     out.write("\n")
-    return completion
+    out.flush()
+    return chat_lib.from_engine_result(engine.result(rid))

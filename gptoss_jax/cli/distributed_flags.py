@@ -50,7 +50,7 @@ def init_distributed() -> None:
     distributed.initialize(cluster, timeout_s=FLAGS.init_timeout, num_cpu_devices=FLAGS.cpu_devices)
     _joined = True
     if cluster is not None:
-        distributed.setup_logging()
+        distributed.setup_logging(verbose=getattr(FLAGS, "verbose", False))
         distributed.check_same(job_flags(), "flags", timeout_s=FLAGS.init_timeout)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from absl import app, flags
 
 from gptoss_jax.engine.compilation import enable_persistent_cache
-from gptoss_jax.engine.requests import Limits, Request, RequestError, SamplingParams, validate
+from gptoss_jax.engine.requests import (Limits, Request, RequestError, SamplingParams, default_max_tokens,
+                                        validate)
 from gptoss_jax.engine.scheduler import Engine
 from gptoss_jax.harmony.constants import STOP_TOKENS, VOCAB_SIZE
 
@@ -37,7 +38,9 @@ flags.DEFINE_integer("sampling_seed", None, "Seed of the sampling noise (default
 flags.DEFINE_multi_string("stop", [], "Stop string (repeatable); needs the tokenizer.")
 flags.DEFINE_string("stop_token_ids", "harmony", "Comma-separated stop token ids; 'harmony' = <|return|>, <|end|>, "
                     "<|call|> when the vocabulary is o200k_harmony's (none otherwise); '' = none.")
-flags.DEFINE_integer("max_tokens", 128, "Tokens to generate at most.")
+flags.DEFINE_integer("max_tokens", None, "Tokens to generate at most (default: the model's, 32768 for gpt-oss models "
+                     "and 64 for the small demo and test presets, within what --max_len leaves after the prompt; a "
+                     "value above that is an error).", lower_bound=1)
 flags.DEFINE_bool("logprobs", False, "Report the log-probability of every generated token.")
 flags.DEFINE_integer("top_logprobs", 0, "Also report this many most likely alternatives per token.")
 
@@ -113,7 +116,8 @@ def limits(cfg, *, detokenize: bool) -> Limits:
     if not 1 <= FLAGS.max_len <= cfg.max_context:
         raise app.UsageError(f"--max_len={FLAGS.max_len}: expected a value in [1, {cfg.max_context}] (the model's "
                              f"context)")
-    return Limits(cfg.vocab_size, FLAGS.max_len, FLAGS.max_top_logprobs, MAX_STOP_TOKEN_IDS, detokenize)
+    return Limits(cfg.vocab_size, FLAGS.max_len, FLAGS.max_top_logprobs, MAX_STOP_TOKEN_IDS, detokenize,
+                  default_max_tokens=default_max_tokens(cfg))
 
 
 def check_before_loading(cfg, requests: list[Request], *, detokenize: bool = True) -> None:

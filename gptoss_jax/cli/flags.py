@@ -24,8 +24,11 @@ flags.DEFINE_string("moe_impl", "auto", "MXFP4 expert matmul kernel: auto (the b
                     "pallas_gpu, pallas_tpu, or their *_interpret forms.")
 flags.DEFINE_string("attention_impl", "auto", "Decode attention kernel: auto (pallas_gpu on a GPU, xla elsewhere), "
                     "xla, pallas_gpu, pallas_gpu_interpret.")
-flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto, e4m3, asm.")
+flags.DEFINE_string("moe_dequant", "auto", "MXFP4 decoding route inside the GPU MoE kernel: auto (= kperm), kperm, "
+                    "e4m3, asm.")
 flags.DEFINE_bool("progress", True, "Show progress while loading and running.")
+flags.DEFINE_bool("check_finite", True, "Refuse a checkpoint whose weights hold NaN or inf (one on-device pass "
+                  "over the weights after loading); --nocheck_finite skips it.")
 
 
 def model_source() -> str:
@@ -61,4 +64,5 @@ def load_model(counter=None):
     if api.is_preset(source) and distributed.is_main():
         print(f"(no --checkpoint: the synthetic {source} model, random weights)", file=sys.stderr)
     return api.build_model(source, mesh=mesh, dtype=FLAGS.dtype, kernels=kernels, seed=FLAGS.seed,
-                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter)
+                           synthetic_dir=FLAGS.synthetic_dir, show_progress=FLAGS.progress, counter=counter,
+                           check_finite=FLAGS.check_finite)

@@ -46,6 +46,9 @@ def _chat_requests(cfg) -> list[chat_lib.ChatRequest]:
     if FLAGS.messages is not None:
         messages = chat_flags.json_flag("messages", FLAGS.messages, "a JSON list of OpenAI chat messages")
     elif FLAGS.prompt is not None:
+        if not FLAGS.prompt.strip():
+            raise app.UsageError("--prompt is empty: with --chat it is the user's message, e.g. "
+                                 "--prompt='Why is the sky blue?'")
         messages = [{"role": "user", "content": FLAGS.prompt}]
     else:
         raise app.UsageError("--chat needs --prompt (the user message) or --messages (a whole conversation)")
@@ -54,7 +57,7 @@ def _chat_requests(cfg) -> list[chat_lib.ChatRequest]:
                                     dataclasses.replace(base, seed=base.seed + i))
             for i in range(FLAGS.num_samples)]
     try:
-        eflags.check_before_loading(cfg, [chat_lib.to_engine_request(reqs[0])])
+        eflags.check_before_loading(cfg, [chat_lib.to_engine_request(reqs[0], max_len=FLAGS.max_len)])
     except ValueError as e:  # ChatInputError / ConstraintError name the problem
         raise app.UsageError(f"bad chat request: {e}") from None
     return reqs
@@ -77,7 +80,7 @@ def _chat_main(model, engine, reqs: list[chat_lib.ChatRequest]):
         if FLAGS.num_samples == 1 and not FLAGS.json:
             results = [chat_flags.print_stream(engine, reqs[0])]
         else:
-            engine_reqs = [chat_lib.to_engine_request(r) for r in reqs]
+            engine_reqs = [chat_lib.to_engine_request(r, max_len=engine.max_len) for r in reqs]
             results = [chat_lib.from_engine_result(r) for r in engine.generate(engine_reqs, progress=FLAGS.progress)]
     except (RequestError, ValueError) as e:  # ChatInputError / ConstraintError are ValueErrors naming the problem
         raise app.UsageError(f"bad chat request: {e}") from None

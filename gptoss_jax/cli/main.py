@@ -10,10 +10,12 @@
     gptoss serve       an OpenAI-compatible server (chat completions, responses, completions; streaming)
 
 `gptoss SUBCOMMAND --help` lists a subcommand's flags. Bad input (flags, files, checkpoints, requests) ends the
-command with one line on stderr, `gptoss SUBCOMMAND: error: ...`, and exit status 2.
+command with one line on stderr, `gptoss SUBCOMMAND: error: ...`, and exit status 2. Logs of the libraries underneath
+stay below WARNING unless --verbose; a closed stdout (`gptoss ... | head`) ends the command quietly (status 141).
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -64,32 +66,52 @@ def subcommand_help(sub: str, module) -> str:
     return "\n".join(parts)
 
 
+def unknown_subcommand(sub: str) -> str:
+    """The error for a subcommand that does not exist, with the nearest one when it looks like a typo."""
+    near = difflib.get_close_matches(sub, list(SUBCOMMANDS), n=1, cutoff=0.6)
+    hint = f"; did you mean {near[0]!r}?" if near else ""
+    return f"gptoss: unknown subcommand {sub!r}{hint}\n{_usage()}"
+
+
 def _fail(sub: str, message: str, code: int = USAGE_EXIT):
     print(f"gptoss {sub}: error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
 def run(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv if argv is None else argv)
+    """The `gptoss` entry point; a closed stdout ends it quietly wherever that happens."""
+    try:
+        try:
+            _run(list(sys.argv if argv is None else argv))
+        finally:
+            sys.stdout.flush()   # a reader that went away shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        from gptoss_jax.cli import console
+
+        console.end_on_broken_pipe()
+
+
+def _run(argv: list[str]) -> None:
     if len(argv) < 2 or argv[1] in HELP_ARGS + ("help",):
         print(_usage(), file=sys.stdout if len(argv) >= 2 else sys.stderr)
         sys.exit(0 if len(argv) >= 2 else USAGE_EXIT)
     sub = argv[1]
     if sub not in SUBCOMMANDS:
-        print(f"gptoss: unknown subcommand {sub!r}\n{_usage()}", file=sys.stderr)
+        print(unknown_subcommand(sub), file=sys.stderr)
         sys.exit(USAGE_EXIT)
+    from gptoss_jax.progress import Waiting
+
     try:
-        module = importlib.import_module(SUBCOMMANDS[sub])
+        with Waiting(f"gptoss {sub}: starting (importing JAX)"):
+            module = importlib.import_module(SUBCOMMANDS[sub])
     except ModuleNotFoundError as e:
         print(f"gptoss {sub}: not available in this installation ({e})", file=sys.stderr)
         sys.exit(USAGE_EXIT)
-    import logging
-
     from absl import app, flags
 
+    from gptoss_jax.cli import console  # --verbose; quiet logs, the compile notice
     from gptoss_jax.cli import distributed_flags  # --coordinator_address, --num_processes, ... on every subcommand
 
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU here" is not news
     if any(a in HELP_ARGS for a in argv[2:]):
         print(subcommand_help(sub, module))
         sys.exit(0)
@@ -101,16 +123,22 @@ def run(argv: list[str] | None = None) -> None:
             _fail(sub, f"{e} (gptoss {sub} --help lists the flags)")
 
     def main(args):
+        console.setup(sub)
         try:  # join the multi-process job (if any) before anything uses a device
             distributed_flags.init_distributed()
+            console.watch_compiles()
             return module.main(args)
         except KeyboardInterrupt:
             print(f"\ngptoss {sub}: interrupted", file=sys.stderr)
             sys.exit(130)
+        except BrokenPipeError:
+            raise
         except Exception as e:  # noqa: BLE001 - only input errors are shown as a line; the rest re-raise
             if isinstance(e, input_errors()):
                 _fail(sub, str(e))
             raise
+        finally:
+            console.stop_watching_compiles()
 
     app.run(main, argv=[f"gptoss {sub}"] + argv[2:], flags_parser=parse_flags)
 

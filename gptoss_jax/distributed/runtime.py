@@ -7,7 +7,7 @@ import os
 import sys
 import time
 
-from gptoss_jax.distributed import _jax_compat
+from gptoss_jax.distributed import _jax_compat, stdout_filter
 from gptoss_jax.distributed._jax_compat import process_position
 from gptoss_jax.distributed.detect import Cluster, int_env
 from gptoss_jax.distributed.rendezvous import rendezvous
@@ -73,18 +73,23 @@ class _ProcessPrefix(logging.Filter):
         return True
 
 
-def setup_logging() -> None:
-    """Process 0 alone writes to stdout and logs; the others keep errors only, prefixed with their process id.
-    GPTOSS_LOG_ALL_PROCESSES=1 keeps every process's output (debugging a hang or a crash on one host)."""
+def setup_logging(verbose: bool = False) -> None:
+    """Process 0 alone writes to stdout and logs, without a prefix; the others keep errors only, prefixed with their
+    process id. Lines that Gloo prints straight to stdout while connecting the CPU collectives are dropped unless
+    `verbose`. GPTOSS_LOG_ALL_PROCESSES=1 keeps every process's output (debugging a hang or a crash on one host)."""
     pid, n = process_position()
     if n == 1:
         return
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig()
-    for h in root.handlers:
-        h.addFilter(_ProcessPrefix(f"[process {pid}/{n}] "))
-    if pid == 0 or os.environ.get(ENV_LOG_ALL, "") not in ("", "0"):
+    log_all = os.environ.get(ENV_LOG_ALL, "") not in ("", "0")
+    if pid != 0:
+        for h in root.handlers:
+            h.addFilter(_ProcessPrefix(f"[process {pid}/{n}] "))
+    if pid == 0 or log_all:
+        if not verbose:
+            stdout_filter.drop_library_lines()
         return
     root.setLevel(logging.ERROR)
     try:
@@ -93,3 +98,4 @@ def setup_logging() -> None:
     except ImportError:  # pragma: no cover
         pass
     sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+    stdout_filter.discard_c_stdout()

@@ -1,8 +1,8 @@
 """Admission: cancellations, waiting requests into free slots (through the prefix cache when the engine has one),
-and the constraint masks computed off the engine thread. A mixin of the Engine."""
+and the constraint masks (computed off the engine thread by masks.MaskPool) taken when a round needs them. A mixin
+of the Engine."""
 from __future__ import annotations
 
-import concurrent.futures
 import time
 from typing import Iterable
 
@@ -70,30 +70,20 @@ class Admission:
             if self.prefix is not None:
                 self.prefix.admitted(slot, live.prompt, hit)
             if live.req.constraint is not None:
-                live.mask = self._start_mask(live.req.constraint)
+                live.mask = self.masks.start(live.req.constraint)
 
     # ------------------------------------------------------------------------------------------------ masks
-    def _start_mask(self, constraint) -> concurrent.futures.Future:
-        """The constraint's mask for its next token, computed on the mask threads."""
-        return self._pool.submit(self._fill_mask, constraint)
-
-    def _fill_mask(self, constraint) -> np.ndarray:
-        out = np.zeros((self.mask_words,), np.int32)
-        constraint.fill_bitmask(out)
-        return out
-
-    def _take_mask(self, s: Live, deadline: float | None) -> np.ndarray | None:
-        """s's mask for its next token if it is ready by `deadline` (perf_counter seconds; None: wait for it),
-        consumed (the next one starts when that token is read); None if it is not ready or the constraint raised
-        (which finishes its request)."""
+    def _take_mask(self, s: Live, deadline: float) -> np.ndarray | None:
+        """s's mask for its next token if it is ready by `deadline` (perf_counter seconds; waited for only when
+        expected soon: masks.py), consumed (the next one starts when that token is read); None if there is none,
+        it is late (the request sits this round out) or the constraint raised (which finishes its request)."""
         if s.mask is None:
             return None
         try:
-            words = s.mask.result(timeout=None if deadline is None else max(0.0, deadline - time.perf_counter()))
-        except concurrent.futures.TimeoutError:
-            return None
+            words = self.masks.take(s, deadline)
         except Exception as e:  # noqa: BLE001 - the constraint's own failure
             self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
             return None
-        s.mask = None
+        if words is not None:
+            s.mask = None
         return words

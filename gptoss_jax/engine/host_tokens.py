@@ -12,7 +12,8 @@ from gptoss_jax.engine.requests import Result, TokenEvent
 _STATUS_ERRORS = {
     sampling.NOTHING_ALLOWED: "no token is allowed here (the constraint's mask and the logit bias left nothing to "
                               "sample)",
-    sampling.NOT_FINITE: "the model's logits are not finite (NaN or inf): its weights or activations hold NaN/inf",
+    sampling.NOT_FINITE: "the model's logits are not finite (NaN or inf): its weights or activations hold NaN/inf; "
+                         "load with check_finite=True (the default, CLI --check_finite) to find the tensor",
 }
 
 
@@ -63,7 +64,7 @@ class TokenHandling:
                 if c.is_finished():
                     reason, stop_reason = "stop", "constraint"
                 else:
-                    s.mask = self._start_mask(c)
+                    s.mask = self.masks.start(c)
         except Exception as e:  # noqa: BLE001 - detokenizer / constraint failure: this request only
             reason, error = "error", f"{type(e).__name__}: {e}"
         ev = TokenEvent(s.id, len(s.tokens) - 1, tok, lp, top, reason)

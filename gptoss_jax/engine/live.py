@@ -28,7 +28,8 @@ class Live:
     top: list = dataclasses.field(default_factory=list)
     prompt_lp: list = dataclasses.field(default_factory=list)
     prompt_top: list = dataclasses.field(default_factory=list)
-    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token (None: not known)
+    mask: concurrent.futures.Future | None = None     # the constraint's mask for the next token (masks.py)
+    mask_slow: bool = False    # its last mask took longer than the engine's mask wait (masks.py)
     ahead: int = 0             # tokens the device may have made in rounds the host has not read yet
     t_admit: float = 0.0
     t_first: float = 0.0

@@ -16,6 +16,9 @@ see sampling.py):
   min_p               keep tokens whose probability is at least min_p times the most likely one's (0 = off)
   seed                the sampling noise of the n-th generated token depends only on (seed, n): the same seed gives
                       the same tokens whatever else is in the batch; without one, the engine draws a seed (reported)
+  max_tokens          tokens to generate at most. None: the model's default (`default_max_tokens`), or what the
+                      context leaves after the prompt if that is less. A value above what the context leaves
+                      (max_len + 1 - prompt tokens: the last token is never fed back) is refused, never cut silently.
 Ties at a top_k / top_p threshold keep every tied token. Logprobs are those of the model's own distribution
 (log-softmax of the raw logits, before penalties, bias, masks and temperature), as vLLM reports them by default.
 """
@@ -52,7 +55,7 @@ class SamplingParams:
     seed: int | None = None
     stop_token_ids: Sequence[int] = ()
     stop: Sequence[str] = ()
-    max_tokens: int | None = None       # None: until a stop or the end of the context
+    max_tokens: int | None = None       # None: the model's default_max_tokens, within the context
     logprobs: bool = False
     top_logprobs: int = 0
 
@@ -66,7 +69,8 @@ class SamplingParams:
 class Request:
     """prompt: token ids. score_from: also report the log-probability of every prompt token from that index on
     (prompt[i] given prompt[:i]; `gptoss score` and the eval harness's log-likelihood). constraint: an object with
-    fill_bitmask(out int32[ceil(V/32)]), advance(token_id), is_finished() (e.g. an llguidance matcher wrapper)."""
+    fill_bitmask(out int32[ceil(V/32)]), advance(token_id), is_finished() (e.g. an llguidance matcher wrapper), and
+    optionally capped(max_tokens) -> constraint, which the engine calls with the request's limit in its context."""
     prompt: Sequence[int]
     sampling: SamplingParams = dataclasses.field(default_factory=SamplingParams)
     constraint: Any = None
@@ -158,14 +162,53 @@ def _bias_key(k) -> int | None:
     return None
 
 
+# A request that sets no max_tokens gets at most this many: what OpenAI's gpt-oss eval harness (gpt_oss/evals) gives
+# every request; a released model stops long before, at the end of its answer.
+DEFAULT_MAX_TOKENS = 32768
+# Models this small are the demo and test presets, whose random weights never emit a stop token: without a limit
+# they would write gibberish to the end of the context (minutes on a CPU) and show nothing more.
+SMALL_MODEL_PARAMS = 10 ** 9
+SMALL_MODEL_MAX_TOKENS = 64
+
+
+def default_max_tokens(cfg) -> int:
+    """The completion limit of a request that sets none, for the model `cfg` describes: DEFAULT_MAX_TOKENS for
+    models of gpt-oss size, SMALL_MODEL_MAX_TOKENS below SMALL_MODEL_PARAMS parameters (always capped further at
+    what the context leaves after the prompt)."""
+    from gptoss_jax.params import count_params
+
+    return SMALL_MODEL_MAX_TOKENS if count_params(cfg) < SMALL_MODEL_PARAMS else DEFAULT_MAX_TOKENS
+
+
 @dataclasses.dataclass
 class Limits:
-    """What an engine can take: its vocabulary, context per slot, and the static sizes of its compiled steps."""
+    """What an engine can take: its vocabulary, context per slot, the static sizes of its compiled steps, and the
+    completion limit of a request that sets none."""
     vocab_size: int
     max_len: int
     max_top_logprobs: int
     max_stop_token_ids: int
     has_detokenizer: bool
+    default_max_tokens: int = DEFAULT_MAX_TOKENS
+
+    def room(self, prompt_tokens: int) -> int:
+        """Tokens a request with this many prompt tokens can generate: the context holds the prompt and every
+        generated token but the last (which is never fed back)."""
+        return self.max_len + 1 - prompt_tokens
+
+
+def resolve_max_tokens(max_tokens, prompt_tokens: int, limits: Limits) -> int:
+    """The completion limit a request runs with: its own (refused when above what the context leaves after the
+    prompt), or the default within the context."""
+    room = limits.room(prompt_tokens)
+    if max_tokens is None:
+        return min(limits.default_max_tokens, room)
+    value = _int("max_tokens", max_tokens, 0, None)
+    if value > room:
+        raise RequestError("max_tokens", f"{value} tokens do not fit: the prompt's {prompt_tokens} tokens leave room "
+                                         f"for at most {room} in the engine's context of {limits.max_len} tokens "
+                                         f"(max_len); expected max_tokens <= {room}, or a larger max_len")
+    return value
 
 
 def validate(req: Request, limits: Limits) -> tuple[Request, list[int], dict[int, float]]:
@@ -210,7 +253,7 @@ def validate(req: Request, limits: Limits) -> tuple[Request, list[int], dict[int
             raise RequestError("stop", f"expected non-empty strings, got {x!r}")
     if stop and not limits.has_detokenizer:
         raise RequestError("stop", "stop strings need a detokenizer: create the Engine with detokenize=...")
-    max_tokens = None if s.max_tokens is None else _int("max_tokens", s.max_tokens, 0, None)
+    max_tokens = resolve_max_tokens(s.max_tokens, len(prompt), limits)
     if not isinstance(s.logprobs, bool):
         raise RequestError("logprobs", f"expected True or False, got {s.logprobs!r}")
     top_lp = _int("top_logprobs", s.top_logprobs, 0, limits.max_top_logprobs,

@@ -82,13 +82,16 @@ class Rounds:
     # ================================================================================================== prefill
     def _dispatch_prefill(self) -> Round | None:
         todo = [s for s in self.slots if s is not None and not s.decoding and not s.done]
-        if not todo:
-            return None
-        todo.sort(key=lambda s: s.t_admit)
         b = self.buckets
         limit = (lambda s: b.chunk) if self.prefix is None else (
             lambda s: min(b.chunk, self.prefix.chunk_limit(s.slot, s.prefilled)))
         chunk_len = lambda s: min(limit(s), len(s.prompt) - s.prefilled)
+        first = self._first_masks(todo, chunk_len)
+        todo = [s for s in todo if not s.done and (not s.constrained or chunk_len(s) < len(s.prompt) - s.prefilled
+                                                   or s.id in first)]
+        if not todo:
+            return None
+        todo.sort(key=lambda s: s.t_admit)
         t = b.chunk_for(chunk_len(todo[0]))
         group = [s for s in todo if b.chunk_for(chunk_len(s)) == t][:b.rows_for(t)]
         n_rows = b.rows_for(t)
@@ -112,14 +115,10 @@ class Rounds:
                     nxt = start + i + 1
                     if s.req.score_from <= nxt < len(s.prompt):
                         targets[r, i] = s.prompt[nxt]
-            if final[r] and s.constrained:
-                row = self._take_mask(s, None)            # the first token's mask (started at admission)
-                if row is None:                           # the constraint failed: its request is finished
-                    rows[r], final[r] = self.num_slots, False
-                    continue
+            if final[r] and s.constrained:               # the first token's mask, consumed
                 if words is None:
                     words = np.repeat(self._all_ones, n_rows, axis=0)
-                words[r] = row
+                words[r], s.mask = first[s.id], None
             plan.append((r, s, start, n, bool(final[r])))
         if not plan:
             return None
@@ -140,6 +139,22 @@ class Rounds:
             if fin:
                 s.decoding = True
         return Round("prefill", plan, out, sampler.num_top, score_len=t if score else 0, t0=t0)
+
+    def _first_masks(self, todo, chunk_len) -> dict[str, np.ndarray]:
+        """Masks of the first sampled token for the slots whose next chunk ends the prompt (masks.py: a late one
+        leaves its slot out of this round's prefill; a failed one finishes its request). Not consumed here: only
+        the rows that make it into the round consume theirs."""
+        deadline, rows = time.perf_counter() + self.masks.wait_s, {}
+        for s in todo:
+            if s.mask is not None and len(s.prompt) - s.prefilled == chunk_len(s):
+                try:
+                    row = self.masks.take(s, deadline)
+                except Exception as e:  # noqa: BLE001 - the constraint's own failure
+                    self._finish(s, "error", error=f"constraint failed: {type(e).__name__}: {e}")
+                    continue
+                if row is not None:
+                    rows[s.id] = row
+        return rows
 
     def _read_prefill(self, rnd: Round) -> None:
         out = self._fetch(rnd)
@@ -175,7 +190,7 @@ class Rounds:
         ready: dict[int, np.ndarray] = {}
         constrained = [s for s in decoders if s.constrained]
         if constrained:
-            deadline = time.perf_counter() + self.mask_wait_s
+            deadline = time.perf_counter() + self.masks.wait_s
             for s in constrained:
                 row = self._take_mask(s, deadline)
                 if row is not None and not s.done:

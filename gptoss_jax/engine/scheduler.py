@@ -15,8 +15,9 @@ constrained the rounds are double buffered: step k dispatches rounds k and then 
 computes while the host streams, detokenizes and checks stops (a request the host stops, by a stop string or a
 cancellation, may have decoded one round more on the device, which is dropped). A constrained request needs the
 host between its tokens, so while one decodes, rounds are read in the step that dispatched them, and a decode
-round gives it one token (its mask in the same dispatch as the others' tokens); one whose mask is not ready within
-mask_wait_s sits the round out and the others decode decode_steps tokens.
+round gives it one token (its mask in the same dispatch as the others' tokens). A late mask holds back its own
+request, never the others (masks.py): the engine waits at most mask_wait_s, once, for a slow one, and while every
+constrained request waits for a slow mask the others decode decode_steps tokens a call as if it were not there.
 
 Failures stay with their request: bad input is refused at submit (RequestError naming the field); a constraint,
 detokenizer or callback that raises finishes its own request with finish_reason "error"; only a failing device call
@@ -25,7 +26,7 @@ fails the requests it carried (and, if the donated cache was lost, every request
 from __future__ import annotations
 
 import collections
-import concurrent.futures
+import dataclasses
 import threading
 import time
 from typing import Callable, Iterator, Sequence
@@ -40,13 +41,14 @@ from gptoss_jax.engine.admission import NO_LIMIT, Admission  # noqa: F401 (NO_LI
 from gptoss_jax.engine.buckets import Buckets
 from gptoss_jax.engine.host_tokens import TokenHandling
 from gptoss_jax.engine.live import EngineStats, Live
+from gptoss_jax.engine.masks import MaskPool, fit
 from gptoss_jax.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
 from gptoss_jax.engine.rounds import Round, Rounds
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
 from gptoss_jax.model.transformer import KVCache
-from gptoss_jax.progress import Progress
+from gptoss_jax.progress import RequestProgress
 
 
 class Engine(Admission, Rounds, TokenHandling):
@@ -63,8 +65,8 @@ class Engine(Admission, Rounds, TokenHandling):
     max_stop_token_ids: stop token ids a request may give (static).
     detokenize: ids -> str, needed for stop strings and Result.text.
     seed: draws the seeds of requests that give none.
-    mask_threads / mask_wait_s: threads computing constraint masks; how long a decode round waits for a
-      constrained request's next mask before it goes without that request.
+    mask_threads / mask_wait_s: threads computing constraint masks; the longest the engine waits for a late mask
+      (a request whose mask is later, or whose last mask was slower, sits the round out).
     prefix_cache: reuse the KV entries of prompt heads computed before (prefix_cache.py); None: off.
     """
 
@@ -85,7 +87,8 @@ class Engine(Admission, Rounds, TokenHandling):
         chunk = min(prefill_chunk, max_len)
         self.buckets = Buckets(max_len=max_len, chunk=chunk, min_chunk=min(min_prefill_chunk, chunk),
                                num_slots=num_slots, data_parallel=dp)
-        self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None)
+        self.limits = rq.Limits(cfg.vocab_size, max_len, max_top_logprobs, max_stop_token_ids, detokenize is not None,
+                                default_max_tokens=rq.default_max_tokens(cfg))
         self.detokenize = detokenize
         self.mask_words = -(-cfg.vocab_size // 32)
         self.steps = steps_for(model, max_len)
@@ -105,17 +108,21 @@ class Engine(Admission, Rounds, TokenHandling):
         self._rng = np.random.default_rng(seed)
         self._lock = threading.Lock()
         self._cancelled: set[str] = set()
-        self._pool = concurrent.futures.ThreadPoolExecutor(mask_threads, thread_name_prefix="gptoss-mask")
+        self.masks = MaskPool(self.mask_words, threads=mask_threads, wait_s=mask_wait_s)
         self._events: list[TokenEvent] = []
         self._all_ones = np.full((1, self.mask_words), -1, np.int32)
-        self.mask_wait_s = mask_wait_s
         self._pending: list[Round] = []    # rounds dispatched by the last step, read by the next
         self._wait_s = 0.0
 
     # ================================================================================================ public API
     def submit(self, request: Request, on_token: Callable[[TokenEvent], None] | None = None) -> str:
-        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take."""
+        """Queue a request; returns its id. Raises RequestError (naming the field) for input it cannot take.
+
+        A constraint that offers capped(n) gets the request's real limit, at most what fits in this engine's
+        context (so it closes its value in time, whoever built it); a value that cannot fit is refused here."""
         req, prompt, bias = rq.validate(request, self.limits)
+        room = self.max_len - len(prompt)
+        req = dataclasses.replace(req, constraint=fit(req.constraint, min(req.sampling.max_tokens or room, room)))
         with self._lock:
             seed = req.sampling.seed if req.sampling.seed is not None else int(self._rng.integers(0, 2 ** 31))
             if req.id in self.results or any(x.id == req.id for x in self._in_flight()):
@@ -151,6 +158,8 @@ class Engine(Admission, Rounds, TokenHandling):
         if not new or constrained or any(s.constrained for s in self._decoders()):
             self._read(self._pending)
             self._pending = []
+        if not new and not due:         # nothing could run: every request waits for its mask; wait, not spin
+            self.masks.wait_any(s for s in self.slots if s is not None)
         self.stats.host_s += time.perf_counter() - t0 - self._wait_s
         return self._events
 
@@ -187,15 +196,14 @@ class Engine(Admission, Rounds, TokenHandling):
                 rid = getattr(r, "id", None) or rq.next_request_id()
                 n = len(r.prompt) if isinstance(r, Request) and hasattr(r.prompt, "__len__") else 0
                 ids.append(Result(rid, n, 0, [], "error", error=str(e)))
-        bar = Progress(len(ids), "generate", unit=" requests", enabled=progress)
-        t0, toks = time.perf_counter(), 0
+        bar = RequestProgress(requests, enabled=progress)
+        bar.step([], [i for i in ids if isinstance(i, Result)])     # refused at submit: done already
         pending = {i for i in ids if isinstance(i, str)}
         while pending:
-            self.step()
-            for rid in [i for i in pending if i in self.results]:
-                pending.discard(rid)
-                toks += self.results[rid].completion_tokens
-                bar.update(1, note=f"{toks / max(time.perf_counter() - t0, 1e-9):.1f} tokens/s")
+            events = self.step()
+            finished = [i for i in pending if i in self.results]
+            pending.difference_update(finished)
+            bar.step(events, [self.results[rid] for rid in finished])
         bar.close()
         return [i if isinstance(i, Result) else self.results.pop(i) for i in ids]
 
@@ -203,7 +211,7 @@ class Engine(Admission, Rounds, TokenHandling):
         return self.steps.compilations()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.masks.close()
 
     def _allocate(self) -> tuple[KVCache, SlotState]:
         device = self._state_sharding if self.model.mesh is None else None

@@ -5,9 +5,9 @@ loop with built-in browser/python tools, and constrain sampling to JSON schemas,
 tool_choice with llguidance token masks. See WORKSPACE.md / each module's docstring for the rules.
 """
 from .chat import ChatInputError, chat_to_conversation, render_chat
-from .constrain import (BITMASK_WORDS, CompiledGrammar, ConstraintError, TokenConstraint, compile_choice,
-                        compile_json_object, compile_json_schema, compile_regex, compile_response_format,
-                        compile_tool_choice, fill_bitmasks)
+from .constrain import (BITMASK_WORDS, CompiledGrammar, ConstraintError, PlanBudget, TokenConstraint,
+                        compile_choice, compile_json_object, compile_json_schema, compile_regex,
+                        compile_response_format, compile_tool_choice)
 from .conversation import (Author, Conversation, DeveloperContent, Message, ResponseFormat, Role, SystemContent,
                            TextContent, ToolDescription, ToolNamespace)
 from .parse import HarmonyParseError, StreamParser, parse_messages
@@ -25,7 +25,7 @@ __all__ = [
     "get_encoding", "ensure_vocabulary", "VocabularyError", "STOP_TOKENS", "STOP_TOKENS_FOR_ASSISTANT_ACTIONS",
     "VOCAB_SIZE",
     "compile_json_schema", "compile_json_object", "compile_regex", "compile_choice", "compile_tool_choice",
-    "compile_response_format", "CompiledGrammar", "TokenConstraint", "ConstraintError", "fill_bitmasks",
+    "compile_response_format", "CompiledGrammar", "TokenConstraint", "ConstraintError", "PlanBudget",
     "BITMASK_WORDS",
     "run_tool_loop", "ToolLoopResult",
     "Author", "Conversation", "DeveloperContent", "Message", "ResponseFormat", "Role", "SystemContent",

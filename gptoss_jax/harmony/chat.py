@@ -37,6 +37,25 @@ class ChatInputError(InputError):
     """OpenAI-style chat input that cannot be mapped to harmony; the message says what and what was expected."""
 
 
+# JSON nesting a schema (tool parameters, response_format) may have: llguidance's parser stops at 128 levels
+MAX_JSON_DEPTH = 100
+
+
+def json_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether `value` nests objects/arrays more than `limit` deep (a cycle counts as too deep). Iterative: no
+    depth can raise RecursionError here."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        children = v.values() if isinstance(v, Mapping) else v if _is_list(v) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((c, depth + 1) for c in children)
+    return False
+
+
 @dataclasses.dataclass(frozen=True)
 class ToolChoice:
     """Normalized tool_choice: mode is 'auto', 'none', 'required' or 'named' (then ``name`` is set)."""
@@ -85,6 +104,9 @@ def normalize_tools(tools: Sequence[Any] | None) -> list[ToolDescription]:
         if params is not None and not isinstance(params, Mapping):
             raise ChatInputError(f"tools[{i}] ({name}) parameters must be a JSON schema object, got "
                                  f"{type(params).__name__}")
+        if params is not None and json_too_deep(params):
+            raise ChatInputError(f"tools[{i}] ({name}) parameters are nested more than {MAX_JSON_DEPTH} levels deep; "
+                                 f"expected at most {MAX_JSON_DEPTH} levels of objects and arrays")
         desc = _get(fn, "description") or ""
         out.append(ToolDescription(name, str(desc), dict(params) if params is not None else None))
     names = [t.name for t in out]
@@ -160,6 +182,9 @@ def _response_formats(response_format: Any) -> tuple[ResponseFormat, ...]:
     if not isinstance(schema, Mapping):
         raise ChatInputError("response_format json_schema needs a 'schema' object, got "
                              f"{type(schema).__name__}")
+    if json_too_deep(schema):
+        raise ChatInputError(f"response_format json_schema is nested more than {MAX_JSON_DEPTH} levels deep; expected "
+                             f"at most {MAX_JSON_DEPTH} levels of objects and arrays")
     return (ResponseFormat(str(_get(spec, "name") or "response"), dict(schema), _get(spec, "description")),)
 
 

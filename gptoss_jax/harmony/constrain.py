@@ -3,7 +3,7 @@
 Compile once per schema/grammar (cached), then start one stateful ``TokenConstraint`` per request:
 
     grammar = compile_json_schema(schema, envelope="final")     # cached by content
-    c = grammar.new_constraint(max_tokens=512)
+    c = grammar.new_constraint(max_tokens=512)                 # refused if no value fits in 512 tokens
     row = np.empty(BITMASK_WORDS, np.int32)
     while not c.is_finished():
         c.fill_bitmask(row)             # bit t of row[t // 32] set <=> token t allowed
@@ -19,63 +19,39 @@ function's parameter schema) or ``none`` (no call: analysis then a final answer)
 
 Termination within ``max_tokens`` (without changing what the grammar accepts): under a near-uniform
 sampler, strings, arrays and free text may run arbitrarily long. When ``max_tokens`` is given, the
-constraint keeps a *closing plan*: the shortest continuation (found by A* search over single-byte and
-special tokens, each step checked by the grammar engine itself, with the count of open JSON strings,
-objects and arrays as heuristic) that completes the grammar from the current state. While the remaining
-budget exceeds the plan's length (plus a margin), the mask is the grammar's full mask; once it does not,
-the mask allows only the plan's next token. Every output is therefore a string the grammar accepts, and
-it ends within the budget whenever any completion fits. The plan is recomputed only near the end of the
-budget, so the common path costs one llguidance mask (tens of microseconds).
+constraint keeps a *closing plan*: a short continuation that completes the grammar from the current state
+(closing.py: a depth-first search for JSON structure, a greedy one for bulk content, each step checked by
+llguidance). While the remaining budget exceeds the plan's length (plus a margin), the mask is the grammar's
+full mask; once it does not, the mask allows only the plan's next token. Every output is therefore a string
+the grammar accepts, and it ends within the budget whenever a completion is found that fits. The plan is
+recomputed only near the end of the budget, so the common path costs one llguidance mask (tens of microseconds).
 
-Batch use: ``fill_bitmasks(constraints, out)`` fills a ``[batch, BITMASK_WORDS]`` array, computing the plain
-masks in parallel on llguidance's thread pool (the GIL is released), so it can run on a host thread while
-the device computes the next logits.
+Bounded cost: every planning call has a ``PlanBudget`` (mask computations and seconds), so one mask costs at
+most one llguidance mask plus that budget. A JSON schema whose shortest value cannot fit in a gpt-oss context
+(schema_bounds.py: minLength, minItems, required properties, ...) is refused when compiled; a grammar that cannot
+be completed within a request's tokens is refused when its constraint starts (``new_constraint`` raises
+ConstraintError: that bound, or the planner's verdict that no completion fits); a request that runs out of room
+later (or whose planning runs out of its budget three times in a row) fails with such an error instead of ending
+with a truncated value. Schemas and tools nested deeper than llguidance takes are refused when compiled.
 """
 from __future__ import annotations
 
-import functools
 import json
-import re
 import threading
-from typing import Any, Iterable, Mapping, Sequence
-
-import numpy as np
-
-from gptoss_jax.errors import InputError
+from typing import Any, Mapping, Sequence
 
 from . import tokenizer as tok
-from .chat import normalize_tool_choice, normalize_tools
+from .chat import MAX_JSON_DEPTH, json_too_deep, normalize_tool_choice, normalize_tools
+from .closing import BITMASK_WORDS, JsonDepth, PlanBudget, PlanResult, max_token_bytes, plan_completion
+from .matcher import ConstraintError, TokenConstraint, allowed_tokens, ll_tokenizer, llguidance_module, one_line
+from .schema_bounds import min_json_bytes
 
 VOCAB_SIZE = tok.VOCAB_SIZE
-BITMASK_WORDS = (VOCAB_SIZE + 31) // 32
 DEFAULT_MAX_ANALYSIS_TOKENS = 512
-
-
-class ConstraintError(InputError):
-    """A schema/grammar that cannot be compiled (the message names the problem), or a token the constraint
-    does not allow."""
-
-
-def _llg():
-    try:
-        import llguidance
-        import llguidance.numpy  # noqa: F401
-    except ImportError as e:  # pragma: no cover - a core dependency
-        raise ConstraintError("structured outputs need the 'llguidance' package (pip install llguidance)") from e
-    return llguidance
-
-
-@functools.lru_cache(maxsize=1)
-def ll_tokenizer():
-    """llguidance's view of o200k_harmony (built once: about a second)."""
-    from llguidance.tiktoken import lltokenizer_from_encoding
-    _llg()
-    return lltokenizer_from_encoding(tok.get_encoding(), n_vocab=VOCAB_SIZE, eos_token=tok.RETURN)
-
-
-@functools.lru_cache(maxsize=1)
-def _executor():
-    return _llg().LLExecutor()
+MAX_CONTEXT = 131072   # gpt-oss's context: a value that cannot fit in it is refused when its schema is compiled
+__all__ = ["BITMASK_WORDS", "CompiledGrammar", "ConstraintError", "PlanBudget", "PlanResult", "TokenConstraint",
+           "allowed_tokens", "compile_choice", "compile_json_object", "compile_json_schema", "compile_regex",
+           "compile_response_format", "compile_tool_choice", "ll_tokenizer"]
 
 
 # ------------------------------------------------------------------------------------------------ grammars
@@ -91,6 +67,9 @@ def _json_options(whitespace: str, lenient: bool) -> dict:
 def _json_body(schema: Mapping, whitespace: str = "compact", lenient: bool = False) -> str:
     if not isinstance(schema, Mapping):
         raise ConstraintError(f"a JSON schema must be an object (dict), got {type(schema).__name__}")
+    if json_too_deep(schema):
+        raise ConstraintError(f"the JSON schema is nested more than {MAX_JSON_DEPTH} levels deep; expected at most "
+                              f"{MAX_JSON_DEPTH} levels of objects and arrays")
     merged = dict(schema)
     guidance = dict(merged.get("x-guidance") or {})
     guidance.update(_json_options(whitespace, lenient))
@@ -100,13 +79,6 @@ def _json_body(schema: Mapping, whitespace: str = "compact", lenient: bool = Fal
     except (TypeError, ValueError) as e:
         raise ConstraintError(f"the JSON schema is not JSON-serializable: {e}") from e
     return f"%json {text}"
-
-
-def _one_line(error: str) -> str:
-    """llguidance's error as one line: its message without the grammar listing and the caret lines under it."""
-    lines = [ln.strip() for ln in error.splitlines()]
-    text = " ".join(ln for ln in lines if ln and not re.match(r"\d+ \| ", ln) and set(ln) != {"^"})
-    return re.sub(r"^at \d+\(\d+\): (failed to compile JSON schema: )?", "", text)
 
 
 def _lark_string(text: str) -> str:
@@ -136,19 +108,48 @@ class CompiledGrammar:
     ``stop_token_ids``: what the sampler should stop on while this grammar runs (an envelope lets
     ``<|end|>`` close an analysis message mid-completion, so only ``<|return|>``/``<|call|>`` stop)."""
 
-    def __init__(self, lark: str, description: str):
-        llg = _llg()
+    def __init__(self, lark: str, description: str, min_tokens: int = 0):
+        llg = llguidance_module()
         self.lark = lark
         self.description = description
+        self.min_tokens = min_tokens   # a lower bound on the tokens of any completion (schema_bounds.py)
         self.stop_token_ids = tok.STOP_TOKENS_FOR_ASSISTANT_ACTIONS
         grammar = llg.LLMatcher.grammar_from_lark(lark)
         error = llg.LLMatcher.validate_grammar(grammar, ll_tokenizer())
         if error:
-            raise ConstraintError(f"cannot compile {description}: {_one_line(error)}")
+            raise ConstraintError(f"cannot compile {description}: {one_line(error)}")
         self._grammar = grammar
+        self._start_lock = threading.Lock()
+        self._start_found: int | None = None   # the shortest plan from the start found so far
+        self._start_none_within = 0            # no plan of at most this many tokens exists (greedy ran that far)
 
-    def new_constraint(self, max_tokens: int | None = None) -> "TokenConstraint":
-        return TokenConstraint(self, max_tokens)
+    def new_constraint(self, max_tokens: int | None = None, budget: PlanBudget = PlanBudget()) -> "TokenConstraint":
+        """A fresh per-request state. With max_tokens, raises ConstraintError when no completion of the grammar
+        fits in that many tokens (planning within ``budget``; the result is kept for the next request)."""
+        return TokenConstraint(self, max_tokens, budget)
+
+    def start_plan_length(self, max_tokens: int, budget: PlanBudget) -> int | None:
+        """Length of a completion from the start that fits in max_tokens, None if the budget ran out first;
+        raises ConstraintError when none fits."""
+        if self.min_tokens > max_tokens:
+            raise ConstraintError(f"{self.description} cannot be completed within max_tokens={max_tokens}: its "
+                                  f"shortest value takes at least {self.min_tokens} tokens; raise max_tokens or relax "
+                                  "the schema (e.g. a long minLength or minItems)")
+        with self._start_lock:
+            if self._start_found is not None and self._start_found <= max_tokens:
+                return self._start_found
+            if max_tokens > self._start_none_within:
+                matcher = llguidance_module().LLMatcher(ll_tokenizer(), self._grammar, log_level=0)
+                res = plan_completion(matcher, JsonDepth(), max_len=max_tokens, budget=budget)
+                if res.plan is not None:
+                    self._start_found = min(len(res.plan), self._start_found or len(res.plan))
+                    return len(res.plan)
+                if res.exhausted:
+                    return None
+                self._start_none_within = max_tokens
+        raise ConstraintError(f"{self.description} cannot be completed within max_tokens={max_tokens}: no "
+                              f"completion of at most {max_tokens} tokens was found; raise max_tokens or relax the "
+                              "schema (e.g. a long minLength, minItems or pattern)")
 
     def __repr__(self):
         return f"CompiledGrammar({self.description})"
@@ -158,12 +159,12 @@ _cache_lock = threading.Lock()
 _cache: dict[str, CompiledGrammar] = {}
 
 
-def _compiled(lark: str, description: str) -> CompiledGrammar:
+def _compiled(lark: str, description: str, min_tokens: int = 0) -> CompiledGrammar:
     with _cache_lock:
         hit = _cache.get(lark)
     if hit is not None:
         return hit
-    grammar = CompiledGrammar(lark, description)
+    grammar = CompiledGrammar(lark, description, min_tokens)
     with _cache_lock:
         if len(_cache) > 1024:
             _cache.clear()
@@ -178,7 +179,13 @@ def compile_json_schema(schema: Mapping, *, envelope: str | None = None,
     (the same JSON values are accepted); ``lenient`` ignores keywords llguidance does not implement instead
     of failing."""
     body = _json_body(schema, whitespace, lenient)
-    return _compiled(_envelope(f"body: {body}\n", envelope, max_analysis_tokens), "the JSON schema")
+    shortest = min_json_bytes(schema)
+    min_tokens = -(-shortest // max_token_bytes())
+    if min_tokens > MAX_CONTEXT:
+        raise ConstraintError(f"the JSON schema's shortest value takes {shortest} bytes, at least {min_tokens} tokens: "
+                              f"more than a gpt-oss context holds ({MAX_CONTEXT} tokens); relax the schema (e.g. a "
+                              "long minLength or minItems)")
+    return _compiled(_envelope(f"body: {body}\n", envelope, max_analysis_tokens), "the JSON schema", min_tokens)
 
 
 def compile_json_object(*, envelope: str | None = None,
@@ -191,7 +198,7 @@ def compile_regex(pattern: str, *, envelope: str | None = None,
     """Text matching the whole regex (Rust regex syntax)."""
     if not isinstance(pattern, str):
         raise ConstraintError(f"regex must be a string, got {type(pattern).__name__}")
-    body = f"body: /{_llg().regex_to_lark(pattern, '')}/\n"
+    body = f"body: /{llguidance_module().regex_to_lark(pattern, '')}/\n"
     lark = _envelope(body, envelope, max_analysis_tokens)
     return _compiled(lark, f"the regex {pattern!r}")
 
@@ -252,283 +259,3 @@ def compile_response_format(response_format: Any, *, envelope: str | None = "fin
         return compile_json_schema(schema, envelope=envelope, max_analysis_tokens=max_analysis_tokens)
     raise ConstraintError(f"response_format type {rtype!r} is not supported; expected text, json_object or "
                           "json_schema")
-
-
-# ------------------------------------------------------------------------------------------------ per request
-@functools.lru_cache(maxsize=1)
-def _token_bytes_table() -> tuple[dict[int, bytes], list[int]]:
-    """Bytes of the tokens the closing planner may use: one per printable byte, plus the harmony specials."""
-    enc = tok.get_encoding()
-    table: dict[int, bytes] = {}
-    for b in list(range(0x20, 0x7F)) + [0x0A]:
-        table[enc.encode_single_token(bytes([b]))] = bytes([b])
-    for t in (tok.RETURN, tok.CALL, tok.END, tok.START, tok.CHANNEL, tok.MESSAGE, tok.CONSTRAIN):
-        table[t] = b""
-    return table, sorted(table)
-
-
-PLANNER_STATS = {'expansions': 0}  # counters for tests and profiling
-_STRUCTURAL_BYTES = {b'"', b'{', b'}', b'[', b']', b',', b':'}
-
-
-class _JsonDepth:
-    """Open strings/containers of the JSON text since the last special token (the planner's heuristic)."""
-
-    __slots__ = ("depth", "in_string", "escape")
-
-    def __init__(self, depth=0, in_string=False, escape=False):
-        self.depth, self.in_string, self.escape = depth, in_string, escape
-
-    def copy(self):
-        return _JsonDepth(self.depth, self.in_string, self.escape)
-
-    def feed(self, data: bytes, special: bool) -> None:
-        if special:
-            self.depth, self.in_string, self.escape = 0, False, False
-            return
-        for c in data:
-            if self.in_string:
-                if self.escape:
-                    self.escape = False
-                elif c == 0x5C:
-                    self.escape = True
-                elif c == 0x22:
-                    self.in_string = False
-            elif c == 0x22:
-                self.in_string = True
-            elif c in (0x7B, 0x5B):
-                self.depth += 1
-            elif c in (0x7D, 0x5D):
-                self.depth = max(0, self.depth - 1)
-
-    def is_structural(self, data: bytes, special: bool) -> bool:
-        """Would this token move the structure (close a string, open/close a container, separate items, or
-        change message)? Content bytes (string characters, digits, letters) do not."""
-        if special:
-            return True
-        if self.in_string:
-            return data == b'"' and not self.escape
-        return data in _STRUCTURAL_BYTES
-
-    def estimate(self) -> int:
-        return self.depth + int(self.in_string) + 1
-
-
-def _allowed_ids(mask_words: np.ndarray, candidates: Iterable[int]) -> list[int]:
-    return [t for t in candidates if (int(mask_words[t >> 5]) >> (t & 31)) & 1]
-
-
-# Plans longer than this are not searched (the planner backtracks instead).
-MAX_PLAN_TOKENS = 256
-
-
-def _take_forced(node, ndepth: _JsonDepth, path: list[int], enc):
-    """Consume the grammar's forced tokens (they cost no decision). Returns (node, depth, path) or None."""
-    forced = node.compute_ff_tokens()
-    while forced:
-        if not node.consume_tokens(forced):
-            return None
-        ndepth = ndepth.copy()
-        for t in forced:
-            ndepth.feed(enc.decode_single_token_bytes(t), special=t >= tok.FIRST_SPECIAL_ID)
-        path = path + list(forced)
-        forced = node.compute_ff_tokens()
-    return node, ndepth, path
-
-
-def _done(node, path: list[int]) -> bool:
-    return node.is_stopped() or (node.is_accepting() and bool(path) and path[-1] in tok.STOP_TOKENS)
-
-
-def plan_completion(matcher, depth: _JsonDepth, *, max_expansions: int = 2000) -> list[int] | None:
-    """A short token sequence that completes the grammar from ``matcher``'s state (which is not modified),
-    or None if none was found within ``max_expansions`` nodes.
-
-    Depth-first search, children tried best first: at each node the candidates are the allowed single-byte
-    and special tokens; when some of them move the structure (close a string, open/close a container,
-    separate items, stop), only those are tried; content bytes (string characters, digits) only where the
-    structure cannot move yet (string patterns, enums, numbers). Candidates are ordered by the number of
-    structures left open after them, so closing comes first. Forced tokens are taken at once. Each step is
-    checked by llguidance, so a plan is always a valid continuation."""
-    table, candidates = _token_bytes_table()
-    enc = tok.get_encoding()
-    mask = np.empty(BITMASK_WORDS, dtype=np.int32)
-    start = _take_forced(matcher.deep_copy(), depth.copy(), [], enc)
-    if start is None:
-        return None
-    stack = [start]
-    expansions = 0
-    while stack and expansions < max_expansions:
-        node, ndepth, path = stack.pop()
-        if node.is_error():
-            continue
-        if _done(node, path):
-            return path
-        if len(path) >= MAX_PLAN_TOKENS:
-            continue
-        expansions += 1
-        PLANNER_STATS["expansions"] += 1
-        node.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
-        allowed = _allowed_ids(mask, candidates)
-        structural = [t for t in allowed if ndepth.is_structural(table[t], t >= tok.FIRST_SPECIAL_ID)]
-        ranked = []
-        for t in structural or allowed:
-            cdepth = ndepth.copy()
-            cdepth.feed(table[t], special=t >= tok.FIRST_SPECIAL_ID)
-            h = 0 if t in tok.STOP_TOKENS and t != tok.END else cdepth.estimate()
-            ranked.append((h, t < tok.FIRST_SPECIAL_ID, t, cdepth))
-        children = []
-        if structural:
-            ranked.sort(key=lambda item: item[:3])
-            for h, _, t, cdepth in ranked:
-                child = node.deep_copy()
-                if child.consume_token(t):
-                    taken = _take_forced(child, cdepth, path + [t], enc)
-                    if taken is not None:
-                        children.append(taken)
-                if len(children) >= 4:  # bounded branching: the best few are enough in practice
-                    break
-        else:
-            # Content only (inside a pattern string, an enum, a number): look one step ahead and prefer the
-            # bytes after which the structure can move again (e.g. a digit after which a number may end).
-            scored = []
-            for h, _, t, cdepth in ranked:
-                child = node.deep_copy()
-                if not child.consume_token(t):
-                    continue
-                taken = _take_forced(child, cdepth, path + [t], enc)
-                if taken is None:
-                    continue
-                cnode, cdepth2, cpath = taken
-                cnode.unsafe_compute_mask_ptr(mask.ctypes.data, mask.nbytes)
-                opens = any(cdepth2.is_structural(table[u], u >= tok.FIRST_SPECIAL_ID)
-                            for u in _allowed_ids(mask, candidates))
-                scored.append((not (opens or _done(cnode, cpath)), h, t, taken))
-            scored.sort(key=lambda item: item[:3])
-            children = [item[3] for item in scored[:4]]
-        stack.extend(reversed(children))
-    return None
-
-
-class TokenConstraint:
-    """Per-request constraint state. Not thread-safe per instance; different instances are independent.
-
-    ``fill_bitmask(out)`` writes the allowed-token bitmask (int32 ``[BITMASK_WORDS]``); ``advance(token)``
-    consumes the sampled token (raises ConstraintError for a token the mask did not allow);
-    ``is_finished()`` is True once the grammar is complete (its final stop token consumed).
-    """
-
-    # How far from the end of the budget the planner starts to look, how often it re-plans there, and the
-    # slack kept between the plan's length and the remaining budget (one sampled token can open a few
-    # structures at once, lengthening the plan).
-    PLAN_WINDOW = 128
-    REPLAN_EVERY = 4
-    MARGIN = 8
-
-    def __init__(self, grammar: CompiledGrammar, max_tokens: int | None = None):
-        if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens > 0):
-            raise ConstraintError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
-        self.grammar = grammar
-        self.max_tokens = max_tokens
-        self.generated: list[int] = []
-        self._matcher = _llg().LLMatcher(ll_tokenizer(), grammar._grammar, log_level=0)
-        if self._matcher.is_error():
-            raise ConstraintError(f"cannot start {grammar.description}: {_one_line(self._matcher.get_error())}")
-        self._depth = _JsonDepth()
-        self._plan: list[int] | None = None  # closing mode: forced continuation
-        self._plan_len_estimate: int | None = None
-        self._last_plan_at = -10 ** 9
-
-    # ----- state
-    @property
-    def remaining_tokens(self) -> int | None:
-        return None if self.max_tokens is None else self.max_tokens - len(self.generated)
-
-    @property
-    def closing(self) -> bool:
-        """True once the constraint follows its closing plan (the budget is nearly spent)."""
-        return self._plan is not None
-
-    def is_finished(self) -> bool:
-        return self._matcher.is_stopped() or (
-            self._matcher.is_accepting() and bool(self.generated) and self.generated[-1] in tok.STOP_TOKENS)
-
-    def is_error(self) -> bool:
-        return self._matcher.is_error()
-
-    def text(self) -> str:
-        return tok.get_encoding().decode(self.generated)
-
-    # ----- masks
-    def _maybe_enter_closing(self) -> None:
-        remaining = self.remaining_tokens
-        if remaining is None or self._plan is not None or remaining > self.PLAN_WINDOW:
-            return
-        if len(self.generated) - self._last_plan_at < self.REPLAN_EVERY:
-            known = self._plan_len_estimate
-            if known is None or remaining > known + self.REPLAN_EVERY + self.MARGIN:
-                return
-        plan = plan_completion(self._matcher, self._depth)
-        self._last_plan_at = len(self.generated)
-        self._plan_len_estimate = None if plan is None else len(plan)
-        if plan is not None and len(plan) + self.MARGIN + self.REPLAN_EVERY >= remaining:
-            self._plan = plan
-
-    def needs_full_mask(self) -> bool:
-        """False when the next mask is a single forced token (closing plan); used by fill_bitmasks."""
-        self._maybe_enter_closing()
-        return self._plan is None
-
-    def fill_bitmask(self, out: np.ndarray) -> None:
-        if out.dtype != np.int32 or out.shape != (BITMASK_WORDS,) or not out.flags["C_CONTIGUOUS"]:
-            raise ConstraintError(f"bitmask row must be a C-contiguous int32 array of shape ({BITMASK_WORDS},), got "
-                                  f"{out.dtype} {out.shape}")
-        if self.needs_full_mask():
-            self._matcher.unsafe_compute_mask_ptr(out.ctypes.data, out.nbytes)
-        else:
-            self._fill_forced(out)
-
-    def _fill_forced(self, out: np.ndarray) -> None:
-        out.fill(0)
-        t = self._plan[0]
-        out.view(np.uint32)[t >> 5] = np.uint32(1 << (t & 31))
-
-    def advance(self, token_id: int) -> None:
-        token_id = int(token_id)
-        if self._plan is not None:
-            if token_id != self._plan[0]:
-                raise ConstraintError(f"token {token_id} is not allowed: the constraint is closing and only "
-                                      f"allows {self._plan[0]}")
-            self._plan.pop(0)
-        if not self._matcher.consume_token(token_id):
-            raise ConstraintError(f"token {token_id} ({tok.get_encoding().decode([token_id])!r}) is not allowed by "
-                                  f"{self.grammar.description}: {self._matcher.get_error()[:200]}")
-        self.generated.append(token_id)
-        self._depth.feed(tok.get_encoding().decode_single_token_bytes(token_id), special=token_id >=
-                         tok.FIRST_SPECIAL_ID)
-
-
-def fill_bitmasks(constraints: Sequence[TokenConstraint | None], out: np.ndarray) -> None:
-    """Fill row i of ``out`` ([batch, BITMASK_WORDS] int32) for constraint i; a None slot allows everything.
-    Plain masks are computed in parallel by llguidance (GIL released)."""
-    if out.dtype != np.int32 or out.ndim != 2 or out.shape[1] != BITMASK_WORDS or out.shape[0] < len(constraints):
-        raise ConstraintError(f"bitmask must be int32 [>= {len(constraints)}, {BITMASK_WORDS}], got {out.dtype} "
-                              f"{out.shape}")
-    if not out.flags["C_CONTIGUOUS"]:
-        raise ConstraintError("bitmask must be C-contiguous")
-    parallel = []
-    for i, c in enumerate(constraints):
-        if c is None:
-            out[i].fill(-1)
-        elif c.needs_full_mask():
-            parallel.append((c._matcher, i))
-        else:
-            c._fill_forced(out[i])
-    if parallel:
-        _executor().unsafe_compute_mask_ptr(parallel, out.ctypes.data, BITMASK_WORDS * 4, out.shape[0])
-
-
-def allowed_tokens(mask_row: np.ndarray) -> np.ndarray:
-    """Boolean [VOCAB_SIZE] view of a packed bitmask row (for tests and host-side samplers)."""
-    bits = np.unpackbits(mask_row.view(np.uint8), bitorder="little")
-    return bits[:VOCAB_SIZE].astype(bool)

@@ -39,7 +39,7 @@ _AUTO_ORDER: dict[str, list[str]] = {"cpu": ["reference"], "gpu": ["reference"],
 _NEEDS_BACKEND: dict[str, str] = {}
 ATTENTION_IMPLS = ("xla", "pallas_gpu", "pallas_gpu_interpret")
 # MXFP4 -> bf16 decoding routes of the GPU MoE kernel (kernels/dequant.py); the first is the default
-DEQUANT_ROUTES = ("e4m3", "asm")
+DEQUANT_ROUTES = ("kperm", "e4m3", "asm")
 
 
 def register(name: str, fn: Callable, *, auto_on: tuple[str, ...] = (), needs: str | None = None) -> None:
@@ -102,8 +102,8 @@ class Kernels:
 REFERENCE = Kernels("reference", "xla", DEQUANT_ROUTES[0])
 
 
-def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str = "reference", dequant: str = "e4m3",
-                  layer=None) -> jax.Array:
+def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str = "reference",
+                  dequant: str = DEQUANT_ROUTES[0], layer=None) -> jax.Array:
     """Grouped (ragged) matmul against MXFP4 expert weights, by the implementation named `impl` (a resolved name).
 
     x [M, K] in the compute dtype, rows sorted by expert; w an Mxfp4Weight [G, N, K] (or a dense [G, N, K] array);

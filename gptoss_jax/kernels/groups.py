@@ -12,9 +12,12 @@ Two schedules over rows sorted by group:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def row_tile(m: int, cap: int = 128) -> int:
@@ -97,3 +100,53 @@ def visit_schedule(group_sizes: jax.Array, num_tiles: int, tm: int) -> VisitSche
     g = jnp.where(valid, g, g_last).astype(jnp.int32)
     tile = jnp.clip(jnp.where(valid, tile, tile_last), 0, num_tiles - 1).astype(jnp.int32)
     return VisitSchedule(tile=tile, group=g, valid=valid, starts=starts, ends=ends)
+
+
+# ------------------------------------------------------------------------------------- window size from the routing
+# A window of tm rows reads its expert's whole weight matrix, so an expert with s routed rows is read ceil(s / tm)
+# times. Sizing tm from the MEAN rows an expert (m / g) makes about half the experts overflow into a second window at
+# decode batch sizes where every expert is hit (20b batch 256, 120b batch 512: ~1.45x the routed bytes). The
+# routing's distribution decides instead: with m rows routed uniformly over g experts an expert's rows are
+# Binomial(m, 1/g) (each token's k experts are distinct, which only narrows the spread), and tm is the smallest
+# tile whose expected re-reads stay within `tolerance`.
+WINDOW_TILES = (16, 32, 64, 128)          # rows a window: powers of two (Triton block shapes), >= 16 for wgmma
+
+
+def _binomial_pmf(m: int, p: float) -> np.ndarray:
+    s = np.arange(m + 1, dtype=np.float64)
+    log_pmf = (math.lgamma(m + 1) - np.array([math.lgamma(x + 1) + math.lgamma(m - x + 1) for x in s])
+               + s * math.log(p) + (m - s) * math.log1p(-p))
+    return np.exp(log_pmf)
+
+
+@functools.lru_cache(maxsize=256)
+def expected_reads(m: int, g: int, tm: int) -> float:
+    """E[sum_g ceil(s_g / tm)] / E[#experts hit] for m rows routed uniformly over g experts: the expert bytes a
+    window schedule of tm rows reads over the routed experts' bytes (1.0 = every routed expert read once)."""
+    if m <= 0 or g <= 0:
+        return 1.0
+    if g == 1:
+        return float(-(-m // tm))
+    pmf = _binomial_pmf(m, 1.0 / g)
+    s = np.arange(m + 1)
+    hit = 1.0 - pmf[0]
+    return float(np.sum(pmf * -(-s // tm)) / hit)
+
+
+def window_rows(m: int, g: int, tolerance: float = 1.05) -> int:
+    """Rows a window for m routed rows over g groups: the smallest of WINDOW_TILES whose expected_reads is within
+    `tolerance`, else the largest (prefill: experts hold hundreds of rows and are read a few times, compute-bound)."""
+    for tm in WINDOW_TILES:
+        if tm >= m or expected_reads(m, g, tm) <= tolerance:
+            return tm
+    return WINDOW_TILES[-1]
+
+
+def windows_per_group(group_sizes: jax.Array, num_rows: int, tm: int) -> jax.Array:
+    """[G] windows (= reads of that group's weights) of the GPU kernel's schedule, counted by running
+    window_of_visit over every visit of its grid, exactly as the kernel does."""
+    g = group_sizes.shape[0]
+    lanes = max(16, 1 << g.bit_length())
+    sizes = jnp.zeros((lanes,), jnp.int32).at[:g + 1].set(with_tail(group_sizes, num_rows))
+    group = jax.vmap(lambda v: window_of_visit(sizes, v, tm)[0])(jnp.arange(max_windows(num_rows, g, tm)))
+    return jnp.sum(group[None, :] == jnp.arange(g)[:, None], axis=1)

@@ -34,8 +34,9 @@ import jax.numpy as jnp
 from jax import lax
 from jax.experimental import pallas as pl
 
-from gptoss_jax.kernels import dequant
-from gptoss_jax.kernels.groups import max_windows, window_of_visit
+from gptoss_jax.kernels import dequant as dq
+from gptoss_jax.kernels import DEQUANT_ROUTES
+from gptoss_jax.kernels.groups import max_windows, window_of_visit, window_rows
 from gptoss_jax.kernels.moe_reference import expert_matmul_reference
 from gptoss_jax.mxfp4 import BLOCK, Mxfp4Weight
 
@@ -52,7 +53,9 @@ class GpuTiles:
     nbk: int         # MXFP4 blocks (32 values) a K step
     num_warps: int = 4
     num_stages: int = 3
-    dequant: str = "e4m3"   # "e4m3" (portable jnp ops) or "asm" (inline PTX, bf16 only; e4m3 in interpret mode)
+    # kernels.DEQUANT_ROUTES: "kperm" / "asm" (inline PTX on bf16 activations, an exact jnp twin elsewhere) or
+    # "e4m3" (portable jnp ops everywhere)
+    dequant: str = DEQUANT_ROUTES[0]
     split_k: int = 1        # K shares a window (partial sums added by XLA): more programs when few experts are hit
 
 
@@ -60,28 +63,37 @@ def _pow2_at_least(n: int, lo: int) -> int:
     return max(lo, 1 << max(0, (n - 1).bit_length()))
 
 
-def pick_tiles(m: int, n: int, k: int, g: int, dequant: str = "e4m3") -> GpuTiles:
-    """Default tiles by shape (dequant: the MXFP4 decoding route, kernels.DEQUANT_ROUTES). Chosen from the sm_90 SASS (benchmarks/triton_offline.py), not yet from timings:
-    benchmarks/kernel_sweep.py tunes them on a GPU.
+def pick_tiles(m: int, n: int, k: int, g: int, dequant: str = DEQUANT_ROUTES[0]) -> GpuTiles:
+    """Default tiles by shape and MXFP4 decoding route (kernels.DEQUANT_ROUTES), chosen from the sm_90 SASS
+    (benchmarks/triton_offline.py: hot-loop instructions a weight, registers, shared memory), not yet from timings;
+    benchmarks/kernel_sweep.py --sweep times others on a GPU.
 
-    Rows per routed group set the window: decode (about one row per expert) gets the 16-row minimum of a tensor-core
-    dot; prefill gets up to 128. With 4 warps, bn = 64 gives every warp its own 16 weight rows; bn = 32 made two warps
-    dequantize the same weights (21 instead of 10 loop instructions a weight). 8 warps for 128 x 128 tiles: 4 warps
-    spill there.
+    tm (rows a window) comes from the routing's distribution (groups.window_rows), not the mean rows an expert, so
+    decode batches read each routed expert about once. kperm: 8 warps (two warpgroups of 64 weight rows) and 8 MXFP4
+    blocks a K step amortise the loop's fixed work (addresses, wgmma descriptors, the scale load) over 128 weights a
+    thread: 4.4-4.7 instructions a weight at decode against 5.0-5.4 with 4 blocks; prefill (tm = 128) keeps 4 blocks,
+    whose x tiles fit 3 stages in shared memory. e4m3 / asm keep the tiles their SASS was tuned with (with 4 warps,
+    bn = 64 gives every warp its own 16 weight rows; bn = 32 made two warps decode the same weights).
     """
-    rows_per_group = -(-m // max(1, min(g, m)))
-    tm = min(128, _pow2_at_least(rows_per_group, 16))
+    tm = window_rows(m, g)
+    if dequant == "kperm":
+        bn, nbk, warps, stages = (128, 8, 8, 3) if tm <= 32 else (128, 8, 8, 2) if tm == 64 else (128, 4, 8, 3)
+        min_steps = 4
+    elif tm <= 32:
+        bn, nbk, warps, stages, min_steps = 64, 4, 4, 4, 8
+    else:
+        bn, nbk, warps, stages, min_steps = 128, 2, 8 if tm == 128 else 4, 3, 8
+    split = 1
     if tm <= 32:
-        # batch-1 decode hits 4 experts: 4 windows x 45 N tiles for a 2880-wide output is 180 programs on 132 SMs,
-        # too few loads in flight; split K until about TARGET_PROGRAMS (each share keeps >= 8 K steps)
-        programs = -(-n // 64) * min(m, g)
-        split = max(1, min(-(-TARGET_PROGRAMS // programs), k // (BLOCK * 4 * 8)))
-        return GpuTiles(tm=tm, bn=64, nbk=4, num_warps=4, num_stages=4, dequant=dequant, split_k=split)
-    return GpuTiles(tm=tm, bn=128, nbk=2, num_warps=8 if tm == 128 else 4, num_stages=3, dequant=dequant)
+        # batch-1 decode hits 4 experts: 4 windows x 45 N tiles of a 5760-wide output is 180 programs on 132 SMs,
+        # too few loads in flight; split K until about TARGET_PROGRAMS (each share keeps >= min_steps K steps)
+        programs = -(-n // bn) * min(m, g)
+        split = max(1, min(-(-TARGET_PROGRAMS // programs), -(-k // (BLOCK * nbk)) // min_steps))
+    return GpuTiles(tm=tm, bn=bn, nbk=nbk, num_warps=warps, num_stages=stages, dequant=dequant, split_k=split)
 
 
 def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTiles, m: int, n: int, k: int,
-            g: int, lanes: int, asm: bool):
+            g: int, lanes: int, use_asm: bool):
     tm, bn, nbk = tiles.tm, tiles.bn, tiles.nbk
     j, v, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     lane = jnp.arange(lanes, dtype=jnp.int32)
@@ -96,27 +108,46 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
     @pl.when(group < g)
     def _():
         n_blocks = k // BLOCK
+        # masks only where a tile can overhang (static): N edge, K edge of the weights, K edge of x (x is padded to
+        # whole K steps for kperm), rows past M
+        col_ok = (cols < n) if n % bn else None
+        x_cols = x_ref.shape[1]
 
-        def k_step(i, acc):
+        def scales_at(i):
             kb = i * nbk + jnp.arange(nbk, dtype=jnp.int32)
+            ok = (kb < n_blocks)[None, :] if n_blocks % nbk else None
+            ok = ok if col_ok is None else (col_ok[:, None] if ok is None else col_ok[:, None] & ok)
+            return ok, pltr.load(scales_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk)], mask=ok,
+                                 other=None if ok is None else dq.SCALE_BIAS)
+
+        def k_step(i, carry):
+            acc, scales = carry
+            w_mask, _ = scales_at(i)
+            # the next step's scales, a step ahead: too narrow for cp.async (2-byte aligned rows), so a plain load
+            # whose latency the current step hides
+            _, scales_next = scales_at(jnp.minimum(i + 1, last))
             kk = i * nbk * BLOCK + jnp.arange(nbk * BLOCK, dtype=jnp.int32)
-            x = pltr.load(x_ref.at[pl.ds(lo, tm), pl.ds(i * nbk * BLOCK, nbk * BLOCK)],
-                          mask=(rows[:, None] < m) & (kk[None, :] < k), other=0)
-            w_mask = (cols[:, None] < n) & (kb[None, :] < n_blocks)
+            x_mask = rows[:, None] < m
+            if x_cols % (nbk * BLOCK):
+                x_mask = x_mask & (kk[None, :] < x_cols)
+            x = pltr.load(x_ref.at[pl.ds(lo, tm), pl.ds(i * nbk * BLOCK, nbk * BLOCK)], mask=x_mask, other=0)
             packed = pltr.load(blocks_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk), :],
-                               mask=w_mask[:, :, None], other=0)
-            scales = pltr.load(scales_ref.at[layer, group, pl.ds(j * bn, bn), pl.ds(i * nbk, nbk)], mask=w_mask,
-                               other=dequant.SCALE_BIAS)
-            if asm:
-                w = dequant.asm_bf16_values(packed, scales)                                # [bn, nbk * 32]
+                               mask=None if w_mask is None else w_mask[:, :, None],
+                               other=None if w_mask is None else 0)
+            if tiles.dequant == "kperm":           # columns in the kperm order, as x (permuted by the caller)
+                w = dq.kperm_values(packed, scales, x.dtype, use_asm=use_asm)
+            elif tiles.dequant == "asm" and use_asm:
+                w = dq.asm_bf16_values(packed, scales)                                # [bn, nbk * 32]
             else:
-                w = dequant.e4m3_values(packed, scales, x.dtype)
-            return acc + lax.dot_general(w, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+                w = dq.e4m3_values(packed, scales, x.dtype)
+            acc = acc + lax.dot_general(w, x, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+            return acc, scales_next
 
         steps = pl.cdiv(n_blocks, nbk)
         per_share = pl.cdiv(steps, tiles.split_k)
         first = share * per_share
-        acc = lax.fori_loop(first, jnp.minimum(first + per_share, steps), k_step, jnp.zeros((bn, tm), jnp.float32))
+        last = jnp.minimum(first + per_share, steps)
+        acc, _ = lax.fori_loop(first, last, k_step, (jnp.zeros((bn, tm), jnp.float32), scales_at(first)[1]))
         pltr.store(out_tile, acc.T, mask=out_mask)
 
     @pl.when(group == g)                                     # rows past the groups: zeros
@@ -128,7 +159,8 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
 # which flax's nn.scan (the model's layer loop) rejects as "broadcasted variable has a data dependency".
 @functools.partial(jax.jit, static_argnames=("tiles", "interpret", "dequant"))
 def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
-                        tiles: GpuTiles | None = None, interpret: bool = False, dequant: str = "e4m3") -> jax.Array:
+                        tiles: GpuTiles | None = None, interpret: bool = False,
+                        dequant: str = DEQUANT_ROUTES[0]) -> jax.Array:
     """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32.
 
     With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are read in place.
@@ -145,8 +177,10 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
     sizes = jnp.pad(jnp.concatenate([group_sizes.astype(jnp.int32),
                                      (m - jnp.sum(group_sizes.astype(jnp.int32)))[None]]), (0, lanes - g - 1))
     sizes = jnp.concatenate([sizes, jnp.asarray(layer, jnp.int32).reshape(1)])          # [lanes + 1]
-    asm = tiles.dequant == "asm" and not interpret and x.dtype == jnp.bfloat16
-    kernel = functools.partial(_kernel, tiles=tiles, m=m, n=n, k=k, g=g, lanes=lanes, asm=asm)
+    use_asm = not interpret and x.dtype == jnp.bfloat16
+    if tiles.dequant == "kperm":
+        x = dq.permute_k(x, tiles.nbk)                  # [M, K rounded up to a K step], tile columns permuted
+    kernel = functools.partial(_kernel, tiles=tiles, m=m, n=n, k=k, g=g, lanes=lanes, use_asm=use_asm)
     partial_sums = pl.pallas_call(
         kernel,
         out_shape=jax.ShapeDtypeStruct((tiles.split_k, m, n), jnp.float32),
@@ -169,7 +203,7 @@ def _fallback(reason: str, x, w, group_sizes, layer):
 
 
 def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
-                      tiles: GpuTiles | None = None, dequant: str = "e4m3") -> jax.Array:
+                      tiles: GpuTiles | None = None, dequant: str = DEQUANT_ROUTES[0]) -> jax.Array:
     """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
     if not isinstance(w, Mxfp4Weight):
         return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)

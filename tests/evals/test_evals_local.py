@@ -13,7 +13,8 @@ from evals.backends.local import LocalBackend
 def backend(tmp_path_factory):
     synth = tmp_path_factory.mktemp("synth")
     b = LocalBackend(BackendConfig(kind="local", model="demo", extra={
-        "num_slots": "2", "max_len": "256", "synthetic_dir": str(synth), "dtype": "float32"}))
+        "num_slots": "2", "max_len": "256", "synthetic_dir": str(synth), "dtype": "float32",
+        "max_tokens": "100000"}))  # no cap below the context: the capping tests below reach it
     yield b
     b.close()
 

@@ -153,21 +153,6 @@ def test_mask_is_exact_grammar_mask_before_closing():
         c.advance(tok.get_encoding().encode("[")[0])
 
 
-def test_batch_fill_matches_single_fill_and_none_slots_allow_everything():
-    g1 = C.compile_json_schema(SCHEMAS["flat_required"])
-    g2 = C.compile_choice(["yes", "no"], envelope="final")
-    cs = [g1.new_constraint(), None, g2.new_constraint(max_tokens=50)]
-    batch = np.zeros((4, C.BITMASK_WORDS), dtype=np.int32)
-    C.fill_bitmasks(cs, batch)
-    single = np.empty(C.BITMASK_WORDS, dtype=np.int32)
-    for i, c in enumerate(cs):
-        if c is None:
-            assert (batch[i] == -1).all()
-        else:
-            c.fill_bitmask(single)
-            assert (batch[i] == single).all()
-
-
 def test_tool_choice_envelopes_and_choice_and_regex():
     from gptoss_jax.harmony.results import parse_completion
     tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {

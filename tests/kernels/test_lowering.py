@@ -27,16 +27,19 @@ def _weights(g, n, k):
                                      (1024, 32, H, I),          # 20b decode, batch 256: mlp2
                                      (8192, 128, 2 * I, H)])    # 120b prefill chunk
 def test_moe_gpu_kernel_lowers_to_triton(m, g, n, k):
+    """The default route (kperm): its inline PTX decode, no FP8 conversion, one dot."""
     fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, interpret=False)
     [ttir] = offline.triton_ir(fn, S((m, k), jnp.bfloat16), *_weights(g, n, k), S((g,), jnp.int32))
-    assert "tt.dot" in ttir and "f8E4M3FN" in ttir
+    assert "tt.dot" in ttir and "0x81C081C0" in ttir and "f8E4M3FN" not in ttir
 
 
-def test_moe_gpu_asm_variant_lowers():
+@pytest.mark.parametrize("route,marker", [("e4m3", "f8E4M3FN"), ("asm", "0x7E807E80"), ("kperm", "0x81C081C0")])
+def test_moe_gpu_routes_lower(route, marker):
     fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, interpret=False,
-                           tiles=moe_gpu.GpuTiles(16, 64, 4, dequant="asm"))
+                           tiles=moe_gpu.GpuTiles(16, 64, 4, dequant=route))
     [ttir] = offline.triton_ir(fn, S((4, H), jnp.bfloat16), *_weights(32, 2 * I, H), S((32,), jnp.int32))
-    assert "fma.rn.bf16x2" in ttir and "f8E4M3FN" not in ttir
+    assert marker in ttir and all(other not in ttir for r, other in
+                                  [("e4m3", "f8E4M3FN"), ("asm", "0x7E807E80"), ("kperm", "0x81C081C0")] if r != route)
 
 
 def test_moe_gpu_kernel_lowers_on_weights_stacked_over_layers():
@@ -74,7 +77,7 @@ def test_model_decode_step_lowers_with_gpu_kernels(monkeypatch):
     # one layer pair, traced once in the scan: attention over the ring and over the full cache, and the two expert
     # matmuls (the sliding and full layers' MoE share their jitted kernels, which lower once)
     assert len(ttir) == 4
-    assert sum("f8E4M3FN" in t for t in ttir) == 2
+    assert sum("0x81C081C0" in t for t in ttir) == 2                   # the default MXFP4 route: kperm
 
 
 def test_prefill_attention_kernel_lowers_to_triton():

@@ -38,11 +38,12 @@ def _poisoned(fn):
 
 
 GPU_CASES = [
-    # sizes, n, k, extra rows past the groups, tiles (None = pick_tiles)
+    # sizes, n, k, extra rows past the groups, tiles (None = pick_tiles; the route is kperm unless named)
     ([1], 64, 32, 0, None),                                  # one row, one expert
     ([0, 1, 0, 2, 1, 0, 0, 0], 64, 64, 0, None),             # decode: 4 rows over 8 experts, most empty
     ([0, 3, 0, 1], 48, 96, 3, GpuTiles(tm=16, bn=32, nbk=2)),  # partial N tile, K = 1.5 K steps, tail rows
-    ([37, 0, 5, 70, 1], 40, 64, 2, GpuTiles(tm=16, bn=32, nbk=1)),  # groups spanning several windows
+    ([37, 0, 5, 70, 1], 40, 64, 2, GpuTiles(tm=16, bn=32, nbk=1)),  # groups spanning several windows (kperm)
+    ([37, 0, 5, 70, 1], 40, 64, 2, GpuTiles(tm=16, bn=32, nbk=1, dequant="e4m3")),   # the same, portable route
     ([0, 0, 0], 32, 32, 5, None),                            # every row is past the groups: all zeros
     ([9, 0, 0, 0, 0, 0, 0, 12], 96, 160, 0, GpuTiles(tm=32, bn=64, nbk=4)),  # first and last expert only
     ([2, 0, 1, 1], 32, 320, 1, GpuTiles(tm=16, bn=32, nbk=2, split_k=3, dequant="asm")),  # K split 3 ways (the
@@ -128,3 +129,20 @@ def test_layer_of_stacked_weights(impl):
     run = jax.jit(lambda x, w, gs, layer: kernels.expert_matmul(x, w, gs, impl=impl, layer=layer))
     got = _poisoned(lambda: run(x, stacked, gs, jnp.int32(1)))
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
+def test_gpu_kernel_decodes_every_code_and_scale_like_the_reference():
+    """x = identity, so out[m, n] = W[n, m]: every code byte under every finite-result scale byte (0..250) through
+    the kernel's decode (interpret mode: kperm's integer twin) and K permutation, against the reference path."""
+    n, k = 256, 512                                  # row n: scale byte n, its 16 blocks hold all 256 code bytes
+    blocks = np.broadcast_to(np.arange(256, dtype=np.uint8).reshape(1, 1, 16, 16), (1, n, 16, 16))
+    scales = np.broadcast_to(np.minimum(np.arange(n), 250).astype(np.uint8)[None, :, None], (1, n, 16))
+    w = mxfp4.Mxfp4Weight(jnp.asarray(blocks), jnp.asarray(scales))
+    x = jnp.eye(k, dtype=jnp.bfloat16)
+    gs = jnp.asarray([k], jnp.int32)
+    got = np.asarray(moe_gpu.expert_matmul_gpu(x, w, gs, interpret=True))
+    want = np.asarray(kernels.expert_matmul(x, w, gs, impl="reference"))
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    dense = mxfp4.unpack_np(blocks[0], scales[0])                                  # [n, k] float32
+    normal = np.abs(dense) >= np.finfo(np.float32).tiny                           # CPU dots flush subnormals
+    np.testing.assert_array_equal(got.T[normal], dense[normal])

@@ -34,6 +34,7 @@ BAD = [
     (Request([1], SamplingParams(stop=["x"])), "stop", "detokenizer"),
     (Request([1], SamplingParams(max_tokens=-1)), "max_tokens", "integer in [0"),
     (Request([1], SamplingParams(max_tokens=0)), "max_tokens", "generates nothing"),
+    (Request([1] * 10, SamplingParams(max_tokens=MAX_LEN)), "max_tokens", "do not fit"),   # an error, not a cap
     (Request([1], SamplingParams(logprobs="yes")), "logprobs", "True or False"),
     (Request([1], SamplingParams(top_logprobs=V + 1)), "top_logprobs", "max_top_logprobs"),
     (Request([1, 2], score_from=3), "score_from", "index into the prompt"),

@@ -135,7 +135,8 @@ class Engine(Admission, Rounds, TokenHandling):
             self._cancelled.add(request_id)
 
     def has_work(self) -> bool:
-        return bool(self.waiting) or any(s is not None for s in self.slots) or bool(self._pending)
+        return bool(self.waiting) or any(s is not None for s in self.slots) or any(
+            not s.done for r in self._pending for s in r.requests())
 
     def result(self, request_id: str) -> Result | None:
         """The finished request's Result (removed from the engine), or None while it runs."""
@@ -153,6 +154,7 @@ class Engine(Admission, Rounds, TokenHandling):
             self._pending = []
         self._admit_waiting()
         new = [r for r in (self._dispatch_prefill(), self._dispatch_decode()) if r is not None]
+        new = [r for r in new if not all(s.done for s in r.requests())]   # a device failure ended them
         due, self._pending = self._pending, new
         self._read(due)                  # the device runs the new rounds meanwhile
         if not new or constrained or any(s.constrained for s in self._decoders()):

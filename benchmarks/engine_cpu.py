@@ -123,7 +123,8 @@ def _fill(engine, sampling: dict, prompt_len: int = 16, constraint_for=None) -> 
     v = engine.cfg.vocab_size
     for i, p in enumerate(_prompts(engine.num_slots, prompt_len, v, 7)):
         c = constraint_for(i) if constraint_for else None
-        engine.submit(Request(p, SamplingParams(seed=i, **sampling), constraint=c))
+        room = engine.max_len + 1 - prompt_len         # endless: the whole context (no default limit)
+        engine.submit(Request(p, SamplingParams(seed=i, max_tokens=room, **sampling), constraint=c))
     for _ in range(1000):
         engine.step()
         if all(s is not None and s.decoding for s in engine.slots):

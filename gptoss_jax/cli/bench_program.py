@@ -125,12 +125,12 @@ def engine_rounds(model, slots: int, rounds: int = 6, prompt_len: int = 16) -> d
     from gptoss_jax.engine import Engine, Request, SamplingParams
 
     steps = 8
-    engine = Engine(model, num_slots=slots, max_len=prompt_len + steps * (rounds + 4 + slots), decode_steps=steps,
-                    prefill_chunk=max(prompt_len, 32))
+    max_len = prompt_len + steps * (rounds + 4 + slots)
+    engine = Engine(model, num_slots=slots, max_len=max_len, decode_steps=steps, prefill_chunk=max(prompt_len, 32))
     rng = np.random.default_rng(0)
-    for i in range(slots):
+    for i in range(slots):     # endless requests: the whole context (no default limit ends one mid-measurement)
         engine.submit(Request(rng.integers(0, model.cfg.vocab_size, prompt_len).tolist(),
-                              SamplingParams(temperature=0.0, seed=i)))
+                              SamplingParams(temperature=0.0, seed=i, max_tokens=max_len + 1 - prompt_len)))
     while not all(s is not None and s.decoding for s in engine.slots):
         engine.step()
     for _ in range(2):

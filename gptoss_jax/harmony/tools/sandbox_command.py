@@ -129,11 +129,11 @@ def build(*, bwrap: str, scratch_mb: int, seccomp_fd: int, status_fd: int, sandb
             outer += ["--ro-bind", os.path.dirname(real), f"{_STAGE}bwrap"]
         outer += ["--", setpriv, f"--reuid={sandbox_uid}", f"--regid={sandbox_uid}", "--clear-groups", "--"]
     inner = [inner_bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
-             "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox", *_system_view()]
-    for d in dirs:
+             "--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox", *_system_view(),
+             "--size", str(scratch_mb * 1024 * 1024), "--tmpfs", SCRATCH]
+    for d in dirs:     # after the scratch tmpfs: an environment under /tmp (a clone in /tmp) stays visible, read-only
         inner += ["--ro-bind", sources[d], d]
-    inner += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev",
-              "--size", str(scratch_mb * 1024 * 1024), "--tmpfs", SCRATCH, "--chdir", SCRATCH,
+    inner += ["--proc", "/proc", "--dev", "/dev", "--remount-ro", "/dev", "--chdir", SCRATCH,
               "--remount-ro", "/", "--seccomp", str(seccomp_fd), "--json-status-fd", str(status_fd),
               "--", sys.executable, "-I", "-B", "-c", child_source()]
     return outer + inner

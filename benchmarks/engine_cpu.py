@@ -7,7 +7,8 @@ Parts (--parts, comma-separated):
   step        decode-step time over forward time at --num_slots (default 32) one-token rows: greedy, and full
               sampling (temperature 1, top_p 0.9, presence and frequency penalties). "forward" is `model(tokens)`
               on the same [slots, 1] tokens (no cache, logits of the whole vocabulary); "engine" is the wall time
-              of engine.step() a token (host bookkeeping included); "device" is the jitted multi-token decode
+              of 3 consecutive engine.step() calls and the wait for their last round, a token (host bookkeeping
+              included; the engine reads a round a step after dispatching it); "device" is the jitted multi-token decode
               call alone, a token. Forward and step timings alternate, so machine load hits both alike.
   rounds      device round trips: device-to-host transfers (jax.device_get calls and the arrays they fetch) a
               decode round and a token, host time a round (step wall time outside the transfer waits), and the
@@ -51,6 +52,7 @@ flags.DEFINE_integer("requests", 32, "Requests of the throughput part's mixed ru
 FLAGS = flags.FLAGS
 
 GREEDY = dict(temperature=0.0)
+ENGINE_STEPS = 3            # consecutive engine steps a timing of the step part
 FULL = dict(temperature=1.0, top_p=0.9, presence_penalty=0.5, frequency_penalty=0.5)
 
 
@@ -135,10 +137,12 @@ def _fill(engine, sampling: dict, prompt_len: int = 16, constraint_for=None) -> 
 def _device_step_s(engine, n_steps: int) -> float:
     """One jitted multi-token decode call over every slot, seconds a token (the device's work alone)."""
     keep = np.ones((engine.num_slots,), bool)
-    kv = engine._decode_kv([s for s in engine.slots if s is not None], n_steps)
+    lives = [s for s in engine.slots if s is not None]
+    kv = engine._decode_kv(lives, n_steps)
+    jax.block_until_ready(engine.cache)             # nothing of the engine's in flight
     t = time.perf_counter()
     engine.cache, engine.state, outs, _ = engine.steps.decode_loop(
-        engine.model.params, engine.cache, engine.state, keep, kv_len=kv, n_steps=n_steps)
+        engine.model.params, engine.cache, engine.state, keep, kv_len=kv, n_steps=n_steps, plan=engine._plan(lives))
     jax.block_until_ready(outs)
     return (time.perf_counter() - t) / n_steps
 
@@ -158,16 +162,24 @@ def part_step(model, slots: int) -> dict:
 
     out = {}
     for label, sampling in (("greedy", GREEDY), ("full_sampling", FULL)):
-        engine = _engine(model, slots, max_len=FLAGS.decode_steps * (3 * FLAGS.timed + 8 + slots) + 64)
+        engine = _engine(model, slots,
+                         max_len=FLAGS.decode_steps * ((ENGINE_STEPS + 3) * FLAGS.timed + 8 + slots) + 64)
         _fill(engine, sampling)
         for _ in range(2):                                # warm-up: compiles the step and the forward
             engine.step(), forward_s(), _device_step_s(engine, FLAGS.decode_steps)
         fwd, eng, dev = [], [], []
+        settle = lambda: jax.block_until_ready(engine.cache)     # no round of the engine's left in flight
         for _ in range(FLAGS.timed):
+            settle()
             fwd.append(forward_s())
+            # the engine double buffers (a step reads the round before the one it dispatches): time ENGINE_STEPS
+            # steps and the wait for the last round, i.e. exactly ENGINE_STEPS rounds of device work
+            settle()
             t = time.perf_counter()
-            engine.step()
-            eng.append((time.perf_counter() - t) / FLAGS.decode_steps)
+            for _ in range(ENGINE_STEPS):
+                engine.step()
+            settle()
+            eng.append((time.perf_counter() - t) / (ENGINE_STEPS * FLAGS.decode_steps))
             fwd.append(forward_s())
             dev.append(_device_step_s(engine, FLAGS.decode_steps))
         engine.close()

@@ -13,9 +13,9 @@ the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe
 the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
 bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
 max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio; with decode in --modes, last the
-engine's round trips a token step and host time a round at the largest batch (greedy, short prompts). Results go to
---out as JSON, rewritten after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
-with the numbers, before anything is allocated.
+engine's round trips a token step and host time a round at the largest decode batch that fit (greedy, short
+prompts). Results go to --out as JSON, rewritten after every case. A case whose KV cache and workspace do not fit
+in device memory next to the weights is refused with the numbers, before anything is allocated.
 
 Bytes and flops a step must move: gptoss_jax/engine/cost.py (decode is bandwidth-bound, prefill compute-bound).
 
@@ -357,9 +357,11 @@ def main(argv):
             entry["cases"].append(row)
             _write(out_path, report)
         bar.close()
-        if "decode" in FLAGS.modes:   # the engine around the last path's model: round trips, host time
+        measured = [r["batch"] for r in entry["cases"] if r["mode"] == "decode"
+                    and any("tokens_per_s" in x for x in r["paths"].values())]
+        if measured:   # the engine around the last path's model at the largest decode batch that fit
             entry["engine"] = bench_program.report_engine_rounds(
-                gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype, kernels=paths[list(paths)[-1]]), max(batches))
+                gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype, kernels=paths[list(paths)[-1]]), max(measured))
         del params
     _write(out_path, report)
     print(f"results: {out_path}")

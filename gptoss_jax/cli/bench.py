@@ -6,13 +6,16 @@
     gptoss bench --model=gpt-oss-120b --batch=1 --context=1024 --modes=decode --out=runs/b1.json
 
 For each model it draws random full-size weights directly on the device (no disk), prints the memory plan (packed
-weights, KV cache bytes a token, how many tokens of context fit) and, for every (mode, batch, context) case, runs
+weights, KV cache bytes a token, how many tokens of context fit), the device ops one layer pair of a batch-1 decode
+step lowers to on a GPU per path (StableHLO, lowered abstractly: the glue around the kernels; cli/bench_program.py)
+and, for every (mode, batch, context) case, runs
 the REFERENCE path (jnp expert matmul, XLA attention) and the KERNEL path (--moe_impl / --attention_impl; "auto" is
 the Pallas kernels on GPU, their interpret mode on CPU) in the same process, then prints tokens/s, ms a step, the
 bytes a step must move and the flops it must do, the fraction of the roofline (ideal time / measured time, ideal =
-max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio. Results go to --out as JSON, rewritten
-after every case. A case whose KV cache and workspace do not fit in device memory next to the weights is refused
-with the numbers, before anything is allocated.
+max(bytes / --bandwidth, flops / --peak_flops)) and the kernel/reference ratio; with decode in --modes, last the
+engine's round trips a token step and host time a round at the largest decode batch that fit (greedy, short
+prompts). Results go to --out as JSON, rewritten after every case. A case whose KV cache and workspace do not fit
+in device memory next to the weights is refused with the numbers, before anything is allocated.
 
 Bytes and flops a step must move: gptoss_jax/engine/cost.py (decode is bandwidth-bound, prefill compute-bound).
 
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import statistics
@@ -34,7 +36,7 @@ from absl import app, flags
 
 from gptoss_jax import params as params_lib
 from gptoss_jax.cli import flags as common
-from gptoss_jax.engine import memory
+from gptoss_jax.cli.bench_report import _size, _write, print_plan, refusals
 from gptoss_jax.engine.cost import decode_cost, distinct_experts, memory_plan, prefill_cost  # noqa: F401
 
 FLAGS = flags.FLAGS
@@ -65,14 +67,6 @@ DEFAULT_CASES = {"cpu": {"batch": ["1", "4"], "context": ["128"]}}
 GB = 1e9
 
 
-def _size(n: float) -> str:
-    """Bytes in readable decimal units."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
-
-
 # --------------------------------------------------------------------------------------------- memory planning
 def device_memory_budget() -> tuple[int | None, str]:
     """(bytes JAX may use on device 0, where the number comes from)."""
@@ -89,24 +83,6 @@ def device_memory_budget() -> tuple[int | None, str]:
         return int(info["MemAvailable"].split()[0]) * 1024, "host MemAvailable"
     except (OSError, KeyError, ValueError):
         return None, "unknown"
-
-
-def print_plan(cfg, plan: dict, budget: int | None, source: str, dtype) -> None:
-    print(f"\n== {cfg.name}: {cfg.num_layers} layers, {cfg.num_experts} experts, "
-          f"{params_lib.count_params(cfg) / 1e6:,.1f}M weights")
-    print(f"   weights {_size(plan['weights_bytes'])} = packed MXFP4 experts {_size(plan['packed_expert_bytes'])} "
-          f"+ other (bf16) {_size(plan['other_weight_bytes'])}")
-    print(f"   KV cache {_size(plan['kv_bytes_per_token'])} a token of context (full layers) + "
-          f"{_size(plan['ring_bytes_per_row'])} a row (sliding-window rings)")
-    if budget:
-        free = budget - plan["weights_bytes"]
-        tokens = max(0, free) // plan["kv_bytes_per_token"]
-        full = memory.max_slots(cfg, cfg.max_context, max(0, free), dtype)     # cache + rings + slot state
-        print(f"   device budget {_size(budget)} ({source}): {_size(free)} after weights, room for about "
-              f"{tokens:,} tokens of context before workspace; engine slots of a full {cfg.max_context:,}-token "
-              f"context that fit: {full}{'' if full else ' (does NOT fit)'}")
-        if free <= 0:
-            print("   the weights alone do not fit: every case will be refused")
 
 
 def fits(need: int, budget: int | None) -> bool:
@@ -315,7 +291,9 @@ def main(argv):
     import jax.numpy as jnp
 
     import gptoss_jax
+    from gptoss_jax.cli import bench_program
     from gptoss_jax.config import get_config
+    from gptoss_jax.kernels import REFERENCE
     from gptoss_jax.progress import Progress
 
     backend = jax.default_backend()
@@ -348,6 +326,8 @@ def main(argv):
         plan = memory_plan(cfg, dtype)
         print_plan(cfg, plan, budget, source, dtype)
         entry = report["models"][cfg.name] = {"plan": plan, "budget_bytes": budget, "cases": []}
+        entry["layer_pair_ops"] = bench_program.report_pair_ops(
+            cfg, {p: REFERENCE if p == "reference" else common.kernels_from_flags() for p in paths}, FLAGS.dtype)
         if budget is not None and plan["weights_bytes"] > budget:
             print(f"   REFUSED: {cfg.name}'s weights ({_size(plan['weights_bytes'])}) exceed the budget")
             entry["refused"] = "weights exceed the device memory budget"
@@ -377,6 +357,11 @@ def main(argv):
             entry["cases"].append(row)
             _write(out_path, report)
         bar.close()
+        measured = [r["batch"] for r in entry["cases"] if r["mode"] == "decode"
+                    and any("tokens_per_s" in x for x in r["paths"].values())]
+        if measured:   # the engine around the last path's model at the largest decode batch that fit
+            entry["engine"] = bench_program.report_engine_rounds(
+                gptoss_jax.GptOss(cfg, params, dtype=FLAGS.dtype, kernels=paths[list(paths)[-1]]), max(measured))
         del params
     _write(out_path, report)
     print(f"results: {out_path}")
@@ -385,24 +370,3 @@ def main(argv):
         print(f"gptoss bench: {len(refused)} refused ({'; '.join(refused[:3])}{'; ...' if len(refused) > 3 else ''}): "
               f"nothing was measured there", file=sys.stderr)
         sys.exit(1)
-
-
-def refusals(report: dict) -> list[str]:
-    """What the run refused to measure (a model whose weights exceed the budget, a case that does not fit)."""
-    out = []
-    for name, entry in report["models"].items():
-        if "refused" in entry:
-            out.append(f"{name}: {entry['refused']}")
-        for row in entry.get("cases", []):
-            out += [f"{name} {row['mode']} batch {row['batch']} context {row['context']} {path}: {r['refused']}"
-                    for path, r in row.get("paths", {}).items() if "refused" in r]
-    return out
-
-
-def _write(path: str, report: dict) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=1)
-    os.replace(tmp, path)
-

@@ -60,8 +60,9 @@ class SamplingParams:
     top_logprobs: int = 0
 
     @property
-    def needs_sort(self) -> bool:
-        return self.temperature > 0 and (self.top_k > 0 or self.top_p < 1.0)
+    def penalizes(self) -> bool:
+        """Whether a penalty changes this request's logits (a step computes penalties only then)."""
+        return self.presence_penalty != 0 or self.frequency_penalty != 0 or self.repetition_penalty != 1
 
 
 @dataclasses.dataclass

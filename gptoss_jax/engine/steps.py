@@ -8,13 +8,16 @@ into every step that changes them, so they are updated in place and memory never
                  prompt tokens seen, sample the first token where the chunk ends the prompt; optionally the
                  log-probability of every next prompt token (scoring)
   decode_loop    up to n_steps tokens for every decoding slot in one call (lax.while_loop; a slot stops on its own
-                 stop tokens / max tokens / full context, the loop ends early when none is left)
-  decode_forward + decode_sample
-                 one token in two calls, for batches with constrained slots: the host computes the next token
-                 masks while the device runs decode_forward, then decode_sample applies them
+                 stop tokens / max tokens / full context, the loop ends early when none is left). With token
+                 masks (`words`), the first step samples under them and the `masked` slots (constrained requests,
+                 whose next mask needs the host) stop after that one token while the others go on.
+Every step returns what the host reads as ONE int32 array (`pack`: token, logprob bits, status, top ids, top
+logprob bits, and for scoring the prompt tokens' logprob bits and greedy flags), so a round costs one
+device-to-host transfer.
 Steps run the model's own Transformer module and are built once per (model key = config, dtype, mesh, kernels;
 engine sizes) and shared by every Engine with those, so tests and restarts inside one process reuse compilations,
-and two models that differ in any of them (a kernel choice included) never share a compiled step.
+and two models that differ in any of them (a kernel choice included) never share a compiled step. The sampler's
+plan (sampling.SamplerPlan) is a static argument: a step compiles once per plan it is used with.
 """
 from __future__ import annotations
 
@@ -26,20 +29,20 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from gptoss_jax import sharding
 from gptoss_jax.engine import sampling
+from gptoss_jax.engine.sampling import SamplerPlan
 from gptoss_jax.engine.slots import SlotState, admit_row
 from gptoss_jax.model.transformer import CACHE_AXES, KVCache
 
 
 class Steps:
-    def __init__(self, module, num_top: int, max_len: int):
+    def __init__(self, module, max_len: int):
         """module: the model's Transformer (config, dtype, mesh and kernels are its fields)."""
         self.module = module
-        self.cfg, self.mesh, self.num_top, self.max_len = module.cfg, module.mesh, num_top, max_len
+        self.cfg, self.mesh, self.max_len = module.cfg, module.mesh, max_len
         self.admit = jax.jit(self._admit, donate_argnums=(0,))
-        self.prefill = jax.jit(self._prefill, static_argnames=("kv_len", "score"), donate_argnums=(1, 2))
-        self.decode_loop = jax.jit(self._decode_loop, static_argnames=("kv_len", "n_steps"), donate_argnums=(1, 2))
-        self.decode_forward = jax.jit(self._decode_forward, static_argnames=("kv_len",), donate_argnums=(1,))
-        self.decode_sample = jax.jit(self._decode_sample, donate_argnums=(1,))
+        self.prefill = jax.jit(self._prefill, static_argnames=("kv_len", "score", "plan"), donate_argnums=(1, 2))
+        self.decode_loop = jax.jit(self._decode_loop, static_argnames=("kv_len", "n_steps", "plan"),
+                                   donate_argnums=(1, 2))
 
     # ------------------------------------------------------------------------------------------------ helpers
     def _pin(self, cache: KVCache | None, state: SlotState | None):
@@ -64,9 +67,14 @@ class Steps:
     def _forward(self, params, tokens, positions, cache, **kw):
         return self.module.apply({"params": params}, tokens, positions, cache, **kw)
 
-    def _outs(self, tok, lp, top_id, top_lp, ok, want):
-        return {"token": jnp.where(want, tok, -1), "logprob": lp, "top_ids": top_id, "top_logprobs": top_lp,
-                "ok": ok | ~want}
+    @staticmethod
+    def _pack(tok, lp, top_id, top_lp, status, want, extra=()):
+        """The host's view of sampled rows as one int32 array [..., 3 + 2K (+ extra)]: token (-1 where not
+        wanted), logprob (float32 bits), status (0 where not wanted), top ids, top logprobs (bits), extra columns."""
+        bits = lambda a: jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.int32)
+        cols = [jnp.where(want, tok, -1)[..., None], bits(lp)[..., None], jnp.where(want, status, 0)[..., None],
+                top_id.astype(jnp.int32), bits(top_lp), *extra]
+        return jnp.concatenate(cols, axis=-1)
 
     def allocate(self, num_slots: int, max_len: int, max_stop: int, device=None) -> tuple[KVCache, SlotState]:
         """device: the single device of a mesh-less model (outputs committed there)."""
@@ -85,10 +93,11 @@ class Steps:
         return self._pin(None, admit_row(state, slot, values, bias_row))[1]
 
     def _prefill(self, params, cache, state, tokens, positions, rows, last_idx, final, words, targets, *,
-                 kv_len: int, score: bool):
+                 kv_len: int, score: bool, plan: SamplerPlan = SamplerPlan()):
         """tokens/positions [R, T] (-1: padding), rows [R] slot of each row (>= slots: padding row), last_idx [R]
         index of the last real token, final [R] whether the chunk ends the prompt, words [R, ceil(V/32)] token
-        masks of the first sample, targets [R, T] next prompt token (scoring; -1: none)."""
+        masks of the first sample (None: no row is constrained), targets [R, T] next prompt token (scoring; -1:
+        none)."""
         r_n, v = tokens.shape[0], self.cfg.vocab_size
         b_idx = jnp.arange(r_n)
         logits, cache = self._forward(params, tokens, positions, cache, kv_len=kv_len, cache_rows=rows,
@@ -104,70 +113,67 @@ class Steps:
         seen = r.seen.at[b_idx[:, None], jnp.where(positions >= 0, tokens, v)].set(True, mode="drop")
         length = jnp.where(final, positions[b_idx, last_idx] + 1, r.length)
         r = dataclasses.replace(r, seen=seen, length=length)
-        tok, lp, top_id, top_lp, ok = sampling.sample(logits, r, sampling.unpack_bitmask(words, v), self.num_top)
-        r = sampling.record(r, tok, final, ok, self.max_len)
+        allowed = None if words is None else sampling.unpack_bitmask(words, v)
+        tok, lp, top_id, top_lp, status = sampling.sample(logits, r, allowed, plan)
+        r = sampling.record(r, tok, final, status == sampling.OK, self.max_len)
         cache, state = self._pin(cache, state.put_rows(rows, r))
-        out.update(self._outs(tok, lp, top_id, top_lp, ok, final))
-        return cache, state, self._replicated(out)
+        bits = lambda a: jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.int32)
+        extra = (bits(out["target_logprob"]), out["target_is_top"].astype(jnp.int32)) if score else ()
+        return cache, state, self._replicated(self._pack(tok, lp, top_id, top_lp, status, final, extra))
 
-    def _decode_forward(self, params, cache, state, keep, *, kv_len: int):
-        want = state.active & keep
-        pos = jnp.where(want, state.length, -1)[:, None]
-        logits, cache = self._forward(params, state.last_tok[:, None], pos, cache, kv_len=kv_len,
-                                      logits_index=jnp.zeros(keep.shape, jnp.int32))
-        return logits, self._pin(cache, None)[0]
+    def _decode_loop(self, params, cache, state, keep, words=None, masked=None, *, kv_len: int, n_steps: int,
+                     plan: SamplerPlan = SamplerPlan()):
+        """keep [B]: slots this round decodes; words [B, ceil(V/32)] (optional): token masks of the first step;
+        masked [B]: slots that take only that first, masked token."""
+        b, k = keep.shape[0], plan.num_top
+        width = 3 + 2 * k
+        outs = jnp.zeros((n_steps, b, width), jnp.int32).at[:, :, 0].set(-1)
+        allowed0 = None if words is None else sampling.unpack_bitmask(words, self.cfg.vocab_size)
 
-    def _decode_sample(self, logits, state, keep, words):
-        want = state.active & keep
-        allowed = sampling.unpack_bitmask(words, self.cfg.vocab_size)
-        tok, lp, top_id, top_lp, ok = sampling.sample(logits, state, allowed, self.num_top)
-        # rows outside keep stay as they are (active): a request whose mask was late samples in a later round
-        st = sampling.record(state, tok, want, ok, self.max_len)
-        outs = jax.tree.map(lambda a: a[None], self._outs(tok, lp, top_id, top_lp, ok, want))
-        return self._pin(None, st)[1], self._replicated(outs)
-
-    def _decode_loop(self, params, cache, state, keep, *, kv_len: int, n_steps: int):
-        """Rows outside keep do not decode and stay as they are (a constrained request waiting for its mask)."""
-        b, k = keep.shape[0], self.num_top
-        outs = {"token": jnp.full((n_steps, b), -1, jnp.int32), "logprob": jnp.zeros((n_steps, b), jnp.float32),
-                "top_ids": jnp.zeros((n_steps, b, k), jnp.int32),
-                "top_logprobs": jnp.zeros((n_steps, b, k), jnp.float32), "ok": jnp.ones((n_steps, b), bool)}
-
-        def cond(carry):
-            i, _, st, _ = carry
-            return (i < n_steps) & jnp.any(st.active & keep)
-
-        def body(carry):
-            i, cache, st, outs = carry
-            want = st.active & keep
-            pos = jnp.where(want, st.length, -1)[:, None]
+        def step(cache, st, run, allowed):
+            """One token for the rows in run [B]; slots outside the round keep their state (active included)."""
+            pos = jnp.where(run, st.length, -1)[:, None]
             logits, cache = self._forward(params, st.last_tok[:, None], pos, cache, kv_len=kv_len,
                                           logits_index=jnp.zeros((b,), jnp.int32))
-            tok, lp, top_id, top_lp, ok = sampling.sample(logits, st, None, k)
-            st = sampling.record(st, tok, want, ok, self.max_len)
-            step = self._outs(tok, lp, top_id, top_lp, ok, want)
-            outs = jax.tree.map(lambda o, s: o.at[i].set(s), outs, step)
-            return i + 1, cache, st, outs
+            tok, lp, top_id, top_lp, status = sampling.sample(logits, st, allowed, plan)
+            st = sampling.record(st, tok, run, status == sampling.OK, self.max_len)
+            return cache, st, run & st.active, self._pack(tok, lp, top_id, top_lp, status, run)
 
-        n, cache, state, outs = jax.lax.while_loop(cond, body, (jnp.int32(0), cache, state, outs))
+        run = state.active & keep
+        start = 0
+        if allowed0 is not None:                       # the masked first step, outside the loop
+            cache, state, run, first = step(cache, state, run, allowed0)
+            outs = outs.at[0].set(first)
+            run = run & ~masked                        # constrained rows: one token, then the host
+            start = 1
+
+        def cond(carry):
+            i, _, _, run, _ = carry
+            return (i < n_steps) & jnp.any(run)
+
+        def body(carry):
+            i, cache, st, run, outs = carry
+            cache, st, run, row = step(cache, st, run, None)
+            return i + 1, cache, st, run, outs.at[i].set(row)
+
+        n, cache, state, _, outs = jax.lax.while_loop(cond, body, (jnp.int32(start), cache, state, run, outs))
         cache, state = self._pin(cache, state)
         return cache, state, self._replicated(outs), n
 
     def compilations(self) -> dict[str, int]:
         """Compiled variants held now, per step (jit cache sizes)."""
-        return {name: getattr(self, name)._cache_size() for name in
-                ("admit", "prefill", "decode_loop", "decode_forward", "decode_sample")}
+        return {name: getattr(self, name)._cache_size() for name in ("admit", "prefill", "decode_loop")}
 
 
 _CACHE: dict[tuple, Steps] = {}
 _CACHE_SIZE = 16
 
 
-def steps_for(model, num_top: int, max_len: int) -> Steps:
+def steps_for(model, max_len: int) -> Steps:
     """The shared Steps of a GptOss model (keyed by model.key: config, dtype, mesh, kernels) and engine sizes."""
-    key = (*model.key, num_top, max_len)
+    key = (*model.key, max_len)
     if key not in _CACHE:
         while len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
-        _CACHE[key] = Steps(model.module, num_top, max_len)
+        _CACHE[key] = Steps(model.module, max_len)
     return _CACHE[key]

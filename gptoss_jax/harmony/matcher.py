@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,9 +11,6 @@ from gptoss_jax.errors import InputError
 
 from . import tokenizer as tok
 from .closing import BITMASK_WORDS, SEARCHES, JsonDepth, PlanBudget, PlanResult, done, plan_completion
-
-if TYPE_CHECKING:
-    from .constrain import CompiledGrammar
 
 
 class ConstraintError(InputError):
@@ -52,7 +48,8 @@ class TokenConstraint:
     ``fill_bitmask(out)`` writes the allowed-token bitmask (int32 ``[BITMASK_WORDS]``); ``advance(token)``
     consumes the sampled token (raises ConstraintError for a token the mask did not allow);
     ``is_finished()`` is True once the grammar is complete (its final stop token consumed). ``last_plan`` is the
-    most recent planning call's PlanResult (plan, masks spent, seconds), for inspection.
+    most recent planning call's PlanResult (plan, masks spent, seconds), for inspection. ``grammar``: a
+    constrain.CompiledGrammar (not imported here: constrain imports this module).
     """
 
     # How far from the end of the budget the planner starts to look (at least; further when the last plan found
@@ -63,7 +60,7 @@ class TokenConstraint:
     MARGIN = 8
     MAX_EXHAUSTED = 3   # planning calls in a row cut short by the budget before the constraint gives up
 
-    def __init__(self, grammar: CompiledGrammar, max_tokens: int | None = None, budget: PlanBudget = PlanBudget()):
+    def __init__(self, grammar, max_tokens: int | None = None, budget: PlanBudget = PlanBudget()):
         if max_tokens is not None and not (isinstance(max_tokens, int) and max_tokens > 0):
             raise ConstraintError(f"max_tokens must be a positive int or None, got {max_tokens!r}")
         if not isinstance(budget, PlanBudget):

@@ -13,10 +13,10 @@ backend, falling back to the plain-jnp reference where no kernel applies:
   pallas_tpu_interpret   the TPU kernel through Pallas' interpreter
 `Kernels.dequant` picks the GPU kernel's MXFP4 decoding route (DEQUANT_ROUTES; "auto" = the default route).
 
-Decode attention (`Kernels.attention`): "xla" (the `attend` core of model/attention.py), "pallas_gpu"
-(kernels/attention_gpu.py) or "pallas_gpu_interpret"; "auto" is pallas_gpu on a GPU backend and xla everywhere else
-(pallas_gpu, too, resolves to xla without a GPU). The kernel serves single-device decode steps (one token a row);
-everything else takes the XLA path.
+Attention (`Kernels.attention`): "xla" (the `attend` core of model/attend.py), "pallas_gpu" (decode:
+kernels/attention_gpu.py, one token a row; prefill chunks with a cache: kernels/attention_prefill_gpu.py, flash
+style) or "pallas_gpu_interpret"; "auto" is pallas_gpu on a GPU backend and xla everywhere else (pallas_gpu, too,
+resolves to xla without a GPU). The kernels serve single-device steps; a sharded model takes the XLA path.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from gptoss_jax.errors import KernelError
 from gptoss_jax.kernels.moe_reference import expert_matmul_reference
 
 __all__ = ["ATTENTION_IMPLS", "DEQUANT_ROUTES", "REFERENCE", "KernelError", "Kernels", "available", "decode_attention",
-           "expert_matmul", "register"]
+           "expert_matmul", "prefill_attention", "register"]
 
 _IMPLS: dict[str, Callable] = {"reference": expert_matmul_reference}
 # backend -> names to try in order for "auto"
@@ -63,7 +63,7 @@ class Kernels:
     """Which implementation runs each hot path. A static, hashable value: a model is built with one (resolved for
     its backend when the model is built), passes it down to its modules, and compiled steps are keyed by it."""
     moe: str = "auto"          # expert matmul: "auto" or a registered name (available())
-    attention: str = "auto"    # decode attention: "auto" or one of ATTENTION_IMPLS
+    attention: str = "auto"    # decode and prefill attention: "auto" or one of ATTENTION_IMPLS
     dequant: str = "auto"      # MXFP4 decoding route inside the GPU MoE kernel: "auto" or one of DEQUANT_ROUTES
 
     def __post_init__(self):
@@ -137,10 +137,26 @@ register("pallas_tpu", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu"),
 register("pallas_tpu_interpret", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu", interpret=True))
 
 
-def decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, *, impl: str) -> jax.Array:
-    """One new token a row against a stacked cache; see kernels/attention_gpu.py. impl: a pallas_* name."""
+def _attention_impl(impl: str, what: str) -> bool:
+    """Whether the resolved attention name runs interpreted; a name without a kernel is refused."""
+    if impl not in ("pallas_gpu", "pallas_gpu_interpret"):
+        raise KernelError(f"{what} has no kernel {impl!r}; expected pallas_gpu or pallas_gpu_interpret")
+    return impl.endswith("_interpret")
+
+
+def decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, *, impl: str, span: int | None = None) -> jax.Array:
+    """One new token a row against a stacked cache; see kernels/attention_gpu.py. impl: a pallas_* name; span: the
+    slots in use (the key-span bucket), which sizes the kernel's key splits."""
     from gptoss_jax.kernels import attention_gpu as da
 
-    if impl not in ("pallas_gpu", "pallas_gpu_interpret"):
-        raise KernelError(f"decode_attention has no kernel {impl!r}; expected pallas_gpu or pallas_gpu_interpret")
-    return da.decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, interpret=impl.endswith("_interpret"))
+    interpret = _attention_impl(impl, "decode_attention")
+    return da.decode_attention(q, k_cache, v_cache, layer, lo, hi, sinks, span=span, interpret=interpret)
+
+
+def prefill_attention(q, k, v, q_pos, key_start, sinks, *, window, impl: str, layer=None, kv_len=None) -> jax.Array:
+    """A chunk against keys in position order (flash style); see kernels/attention_prefill_gpu.py."""
+    from gptoss_jax.kernels import attention_prefill_gpu as fa
+
+    interpret = _attention_impl(impl, "prefill_attention")
+    return fa.prefill_attention(q, k, v, q_pos, key_start, sinks, layer=layer, window=window, kv_len=kv_len,
+                                interpret=interpret)

@@ -34,7 +34,9 @@ MIN_SPLIT_SLOTS = 256
 
 
 def num_splits(batch: int, kv_heads: int, slots: int, block_k: int) -> int:
-    """Slot splits a row: enough programs to fill the GPU, each at least MIN_SPLIT_SLOTS slots long."""
+    """Slot splits a row: enough programs to fill the GPU, each at least MIN_SPLIT_SLOTS slots long. slots: the
+    span in use (the engine's key-span bucket), not the cache's allocation: at max_len 131072 and a 1k context,
+    splits sized by the allocation would leave all but the first few programs without work."""
     want = -(-TARGET_PROGRAMS // (batch * kv_heads))
     return max(1, min(want, slots // max(MIN_SPLIT_SLOTS, block_k)))
 
@@ -75,13 +77,15 @@ def _kernel(layer_ref, lo_ref, hi_ref, q_ref, k_ref, v_ref, m_ref, l_ref, acc_re
     acc_ref[b, h, s, :, :] = acc
 
 
-@functools.partial(jax.jit, static_argnames=("block_k", "splits", "interpret"))  # see moe_gpu.mxfp4_matmul_pallas
+@functools.partial(jax.jit, static_argnames=("span", "block_k", "splits", "interpret"))  # see moe_gpu.mxfp4_matmul_pallas
 def decode_attention(q: jax.Array, k_cache: jax.Array, v_cache: jax.Array, layer, lo: jax.Array, hi: jax.Array,
-                     sinks: jax.Array, *, block_k: int = 64, splits: int | None = None,
+                     sinks: jax.Array, *, span: int | None = None, block_k: int = 64, splits: int | None = None,
                      interpret: bool = False) -> jax.Array:
-    """q [B, Nq, D]; k/v_cache [P, B, S, Nkv, D]; layer int; lo/hi [B] slot range; sinks [Nq] -> f32 [B, Nq, D]."""
+    """q [B, Nq, D]; k/v_cache [P, B, S, Nkv, D]; layer int; lo/hi [B] slot range (hi <= span); sinks [Nq];
+    span: slots [0, span) in use (default S) -> f32 [B, Nq, D]."""
     b, nq, d = q.shape
     _, cb, slots, nkv, cd = k_cache.shape
+    slots = slots if span is None else min(span, slots)
     if cb != b or cd != d or nq % nkv:
         raise ValueError(f"decode_attention: q {q.shape} does not fit caches {k_cache.shape}")
     g = nq // nkv

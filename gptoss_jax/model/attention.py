@@ -1,11 +1,17 @@
 """Grouped-query attention with qkv biases, YaRN RoPE, learned sinks and an optional sliding window.
 
-One core, `attend`, serves every case: a plain forward (keys = the chunk itself), and the cached paths of the
-engine (keys = a sliding layer's ring buffer plus the chunk, or a full layer's cache). Keys carry their absolute
-positions; a key is visible to a query iff 0 <= k_pos <= q_pos (and q_pos - window < k_pos on sliding layers).
-Softmax runs over [scores, sink] in float32 and the sink column is dropped, online over key blocks so memory stays
-bounded for long caches. Decode steps on one device can instead take a Pallas kernel that reads the cache in place
-(kernels.decode_attention), when the model's Kernels name one (Kernels.attention: "xla" everywhere but on a GPU).
+The cases, and where each reads its keys (all in place or in position order, so `attend` (model/attend.py) and the
+kernels can skip what no query sees):
+  no cache        keys = the chunk itself (a plain forward)
+  sliding, decode the token is written into the layer's 128-slot ring first, which then holds exactly the window;
+                  attention reads the ring in place from the stacked rings
+  sliding, chunk  the old ring in position order, then the chunk; the new ring is taken from those keys and written
+                  back whole (it depends on the old one, so XLA needs no copy of the stacked rings)
+  full            the chunk is written at its positions (slot = position), then keys [0, kv_len) are read in place
+                  from the stacked caches with the layer index
+On one device the model's Kernels may name Pallas kernels (Kernels.attention): decode_attention for one token a
+row, prefill_attention (flash style, returning the log-sum-exp; the sink then scales the output by
+sigmoid(lse - sink)) for chunks with a cache. Everything else takes the XLA path.
 """
 from __future__ import annotations
 
@@ -17,58 +23,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from gptoss_jax import sharding
-from gptoss_jax.kernels import REFERENCE, Kernels, decode_attention
+from gptoss_jax.kernels import REFERENCE, Kernels, decode_attention, prefill_attention
 from gptoss_jax.config import ModelConfig
+from gptoss_jax.model.attend import attend
 from gptoss_jax.model.common import param_from_spec, rms_norm
 from gptoss_jax.model.rope import apply_rope, rope_cos_sin
 
-KEY_BLOCK = 2048  # keys a step of the online softmax
-
-
-def attend(q, k, v, q_pos, k_pos, sinks, window: int | None, *, key_block: int = KEY_BLOCK):
-    """q [B,T,Nq,D], k/v [B,S,Nkv,D], q_pos [B,T], k_pos [B,S] (-1: empty slot), sinks [Nq] -> [B,T,Nq,D] f32."""
-    b, t, nq, d = q.shape
-    s, nkv = k.shape[1], k.shape[2]
-    g = nq // nkv
-    precision = lax.Precision.HIGHEST if q.dtype == jnp.float32 else None
-    qg = q.reshape(b, t, nkv, g, d)
-    scale = 1.0 / math.sqrt(d)
-    sink = sinks.astype(jnp.float32).reshape(nkv, g)
-
-    blk = min(key_block, s)
-    n_blk = -(-s // blk)
-    pad = n_blk * blk - s
-    if pad:
-        k = jnp.pad(k, ((0, 0), (0, pad), (0, 0), (0, 0)))
-        v = jnp.pad(v, ((0, 0), (0, pad), (0, 0), (0, 0)))
-        k_pos = jnp.pad(k_pos, ((0, 0), (0, pad)), constant_values=-1)
-
-    def block(carry, i):
-        m, l, acc = carry
-        kb = lax.dynamic_slice_in_dim(k, i * blk, blk, 1)
-        vb = lax.dynamic_slice_in_dim(v, i * blk, blk, 1)
-        pb = lax.dynamic_slice_in_dim(k_pos, i * blk, blk, 1)
-        scores = jnp.einsum("btkgd,bskd->bkgts", qg, kb, preferred_element_type=jnp.float32,
-                            precision=precision) * scale
-        visible = (pb[:, None, :] >= 0) & (pb[:, None, :] <= q_pos[:, :, None])
-        if window is not None:
-            visible &= pb[:, None, :] > q_pos[:, :, None] - window
-        scores = jnp.where(visible[:, None, None], scores, -jnp.inf)
-        m_new = jnp.maximum(m, scores.max(-1))
-        p = jnp.exp(scores - m_new[..., None])
-        corr = jnp.exp(m - m_new)
-        l = l * corr + p.sum(-1)
-        acc = acc * corr[..., None] + jnp.einsum("bkgts,bskd->bkgtd", p.astype(vb.dtype), vb,
-                                                 preferred_element_type=jnp.float32, precision=precision)
-        return (m_new, l, acc), None
-
-    # the sink starts the running softmax: max = sink, sum = exp(sink - sink) = 1, no value
-    m0 = jnp.broadcast_to(sink[None, :, :, None], (b, nkv, g, t))
-    l0 = jnp.ones((b, nkv, g, t), jnp.float32)
-    acc0 = jnp.zeros((b, nkv, g, t, d), jnp.float32)
-    (m, l, acc), _ = lax.scan(block, (m0, l0, acc0), jnp.arange(n_blk))
-    out = acc / l[..., None]
-    return out.transpose(0, 3, 1, 2, 4).reshape(b, t, nq, d)
 
 
 def ring_positions(start: jax.Array, window: int) -> jax.Array:
@@ -82,6 +42,22 @@ def ring_positions(start: jax.Array, window: int) -> jax.Array:
     return jnp.where(pos >= 0, pos, -1)
 
 
+def _ring_in_order(ring, start):
+    """ring [B, W, ...] holding positions < start (slot = position mod W) -> [B, W, ...] in position order: entry i
+    holds position start - W + i (negative: nothing)."""
+    w = ring.shape[1]
+    idx = jnp.mod(start[:, None] + jnp.arange(w)[None], w)
+    return jnp.take_along_axis(ring, idx[:, :, None, None], axis=1)
+
+
+def _ring_after(keys, start, n, w):
+    """The ring [B, W, ...] after a chunk: keys [B, W + T, ...] in position order from start - W (old ring, then the
+    chunk), n [B] real tokens of the chunk; slot s takes the last position p < start + n with p = s mod W."""
+    end = start + n
+    p = (end - 1)[:, None] - jnp.mod((end - 1)[:, None] - jnp.arange(w)[None], w)
+    return jnp.take_along_axis(keys, (p - start[:, None] + w)[:, :, None, None], axis=1)
+
+
 class Attention(nn.Module):
     cfg: ModelConfig
     sliding: bool
@@ -91,7 +67,8 @@ class Attention(nn.Module):
 
     @nn.compact
     def __call__(self, x, positions, cache=None, kv_len: int | None = None, layer=0):
-        """x [B,T,H] residual stream, positions [B,T] ascending per row (-1: padding).
+        """x [B,T,H] residual stream, positions [B,T] per row: with a cache, consecutive positions then -1 padding
+        (a chunk continuing the cached ones); without one, any positions (-1: padding).
 
         cache: None, or (k_all, v_all, c): the stacked caches of this layer kind and this layer's index c in them
         (ring buffers of `sliding_window` slots for sliding layers, full-length caches otherwise). Chunk positions
@@ -119,49 +96,71 @@ class Attention(nn.Module):
         window = cfg.sliding_window if self.sliding else None
 
         new_cache, out = None, None
-        # decode step (one token a row) on one device: the kernel reads the cache in place, valid slots only
-        kernel = self.kernels.attention if cache is not None and x.shape[1] == 1 else "xla"
-        kernel = kernel if mesh is None or mesh.size == 1 else "xla"
+        # one device: the model's attention kernels (decode: one token a row; prefill: a chunk); else XLA
+        kernel = self.kernels.attention if cache is not None and (mesh is None or mesh.size == 1) else "xla"
+        decode = x.shape[1] == 1
+        sinks = p("sinks")
         if cache is None:
-            keys, vals, k_pos = k, v, positions
-        elif self.sliding:
+            # keys = the chunk itself, at the queries' own positions
+            with jax.named_scope("attend"):
+                out = attend(q, k, v, positions, positions, sinks, window)
+        elif self.sliding and decode:
+            # write the token first: the ring then holds exactly the window, read in place (no copy of the rings)
             ring_k, ring_v, c = cache                          # [P, B, W, Nkv, D] for all sliding layers
             w = ring_k.shape[2]
-            keep = (positions >= 0) & (positions > positions.max(axis=1, keepdims=True) - w)
-            slot = jnp.where(keep, jnp.mod(positions, w), w)   # only the last w of the chunk survive
-            new_cache = (_write(ring_k, c, slot, k), _write(ring_v, c, slot, v))
-            if kernel != "xla":
-                # with the new token written, the ring holds exactly the window: slots [0, min(pos + 1, W))
-                hi = jnp.clip(positions[:, 0] + 1, 0, w)
-                out = decode_attention(q[:, 0], *new_cache, c, jnp.zeros_like(hi), hi, p("sinks"),
-                                       impl=kernel)[:, None]
-            else:
-                keys = jnp.concatenate([ring_k[c].astype(dt), k], axis=1)
-                vals = jnp.concatenate([ring_v[c].astype(dt), v], axis=1)
-                k_pos = jnp.concatenate([ring_positions(positions[:, 0], w), positions], axis=1)
+            slot = jnp.where(positions >= 0, jnp.mod(positions, w), w)
+            ring_k, ring_v = _write(ring_k, c, slot, k), _write(ring_v, c, slot, v)
+            new_cache = (ring_k, ring_v)
+            hi = jnp.clip(positions[:, 0] + 1, 0, w)
+            with jax.named_scope("attend"):
+                if kernel != "xla":
+                    out = decode_attention(q[:, 0], ring_k, ring_v, c, jnp.zeros_like(hi), hi, sinks, span=w,
+                                           impl=kernel)[:, None]
+                else:
+                    out = attend(q, ring_k, ring_v, positions, ring_positions(positions[:, 0] + 1, w), sinks,
+                                 window, layer=c)
+        elif self.sliding:
+            # a chunk: the old ring in position order, then the chunk; the ring is rewritten from those keys (the
+            # new ring depends on the old one, so it is read before it is overwritten, with no copy)
+            ring_k, ring_v, c = cache
+            w = ring_k.shape[2]
+            start = positions[:, 0]
+            n = jnp.sum(positions >= 0, axis=1)
+            keys = jnp.concatenate([_ring_in_order(ring_k[c], start).astype(dt), k], axis=1)
+            vals = jnp.concatenate([_ring_in_order(ring_v[c], start).astype(dt), v], axis=1)
+            put = lambda ring, a: lax.dynamic_update_index_in_dim(ring, _ring_after(a, start, n, w).astype(
+                ring.dtype), c, 0)
+            new_cache = (put(ring_k, keys), put(ring_v, vals))
+            with jax.named_scope("attend"):
+                out = self._chunk_attention(kernel, q, keys, vals, positions, start - w, sinks, window)
         else:
             full_k, full_v, c = cache                          # [P, B, S, Nkv, D] for all full layers
             slot = jnp.where(positions >= 0, positions, full_k.shape[2])
             full_k, full_v = _write(full_k, c, slot, k), _write(full_v, c, slot, v)
             new_cache = (full_k, full_v)
             span = full_k.shape[2] if kv_len is None else kv_len
-            if kernel != "xla":
-                hi = jnp.clip(positions[:, 0] + 1, 0, span)
-                out = decode_attention(q[:, 0], full_k, full_v, c, jnp.zeros_like(hi), hi, p("sinks"),
-                                       impl=kernel)[:, None]
-            else:
-                keys = lax.dynamic_slice_in_dim(full_k[c], 0, span, 1).astype(dt)
-                vals = lax.dynamic_slice_in_dim(full_v[c], 0, span, 1).astype(dt)
-                k_pos = jnp.broadcast_to(jnp.arange(span, dtype=jnp.int32)[None], (x.shape[0], span))
-
-        if out is None:
             with jax.named_scope("attend"):
-                out = attend(q, keys, vals, positions, k_pos, p("sinks"), window)
+                if kernel != "xla" and decode:
+                    hi = jnp.clip(positions[:, 0] + 1, 0, span)
+                    out = decode_attention(q[:, 0], full_k, full_v, c, jnp.zeros_like(hi), hi, sinks, span=span,
+                                           impl=kernel)[:, None]
+                else:
+                    out = self._chunk_attention(kernel, q, full_k, full_v, positions, jnp.zeros_like(positions[:, 0]),
+                                                sinks, None, layer=c, kv_len=span)
+
         out = sharding.constrain(out, mesh, ("batch", "seq", "q_heads", "head_dim"))
         y = jnp.einsum("btnd,hnd->bth", out.astype(dt), p("o_w").astype(dt), preferred_element_type=jnp.float32,
                        precision=precision)
         y = y + p("o_b").astype(jnp.float32)
         return sharding.constrain(y, mesh, ("batch", "seq", "embed")), new_cache
+
+    @staticmethod
+    def _chunk_attention(kernel, q, k, v, positions, key_start, sinks, window, layer=None, kv_len=None):
+        """Attention of a chunk over keys in position order (key slot i at position key_start + i)."""
+        if kernel == "xla":
+            return attend(q, k, v, positions, None, sinks, window, key_start=key_start, layer=layer, kv_len=kv_len)
+        return prefill_attention(q, k, v, positions, key_start, sinks, window=window, layer=layer, kv_len=kv_len,
+                                 impl=kernel)
 
 
 def _write(cache, layer, slot, x):

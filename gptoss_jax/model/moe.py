@@ -32,6 +32,30 @@ def route(h: jax.Array, gate_w: jax.Array, gate_b: jax.Array, k: int, precision=
     return top_i.astype(jnp.int32), jax.nn.softmax(top_v, axis=-1)
 
 
+COUNTING_SORT_MAX = 1 << 16   # (token, choice) rows x experts up to which routing uses a counting sort
+
+
+def group_by_expert(row_expert: jax.Array, n_groups: int):
+    """Rows grouped by expert: row_expert [M] in [0, n_groups] (n_groups: not here) -> (dest [M] the sorted
+    position of each row, source [M] the row at each sorted position, group_sizes [n_groups] int32).
+
+    The sort is stable. For a decode batch (M x groups small) it is a counting sort: each row's rank among the rows
+    of its expert from a cumulative one-hot count, plus its expert's offset; no sort and no inverse permutation (the
+    results come back by gathering at dest). Bigger batches use one argsort."""
+    m = row_expert.shape[0]
+    sizes = jnp.bincount(row_expert, length=n_groups + 1).astype(jnp.int32)
+    if m * (n_groups + 1) <= COUNTING_SORT_MAX:
+        onehot = row_expert[:, None] == jnp.arange(n_groups + 1)[None, :]
+        rank = jnp.sum(jnp.cumsum(onehot, axis=0, dtype=jnp.int32) * onehot, axis=1) - 1
+        offset = jnp.cumsum(sizes) - sizes
+        dest = offset[row_expert] + rank
+        source = jnp.zeros((m,), jnp.int32).at[dest].set(jnp.arange(m, dtype=jnp.int32))
+    else:
+        source = jnp.argsort(row_expert, stable=True).astype(jnp.int32)
+        dest = jnp.zeros((m,), jnp.int32).at[source].set(jnp.arange(m, dtype=jnp.int32))
+    return dest, source, sizes[:n_groups]
+
+
 def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offset, dtype, layer=None,
                   kernel: Kernels = REFERENCE):
     """The share of the experts held here, [expert_offset, expert_offset + E_local), for tokens h [N, H].
@@ -46,11 +70,9 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
     local = top_i - expert_offset
     mine = (local >= 0) & (local < e_loc)
     row_expert = jnp.where(mine, local, e_loc).reshape(-1)           # [N*k], e_loc = not here
-    order = jnp.argsort(row_expert, stable=True)
-    sorted_expert = row_expert[order]
-    group_sizes = jnp.bincount(row_expert, length=e_loc + 1)[:e_loc].astype(jnp.int32)
-    x_rows = h[order // k]                                             # [M, H], rows grouped by expert
-    e_row = jnp.minimum(sorted_expert, e_loc - 1)
+    dest, source, group_sizes = group_by_expert(row_expert, e_loc)
+    x_rows = h[source // k]                                            # [M, H], rows grouped by expert
+    e_row = jnp.minimum(row_expert[source], e_loc - 1)
 
     matmul = lambda rows, w: expert_matmul(rows, w, group_sizes, impl=kernel.moe, dequant=kernel.dequant,
                                            layer=layer)
@@ -60,9 +82,11 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
         a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
     with jax.named_scope("mlp2"):
         y = matmul(a, w2) + b2[e_row].astype(jnp.float32)
-    y = jnp.where((sorted_expert < e_loc)[:, None], y, 0.0)
-    y = y[jnp.argsort(order)].reshape(n, k, -1)                       # back to (token, choice) order
-    return jnp.einsum("nkh,nk->nh", y, top_w, precision=lax.Precision.HIGHEST)
+    # back to (token, choice) order by gathering at dest; choices routed to other devices' experts weigh 0 (their
+    # rows hold only the clamped expert's bias)
+    y = y[dest].reshape(n, k, -1)
+    w = jnp.where(mine, top_w, 0.0)
+    return jnp.einsum("nkh,nk->nh", y, w, precision=lax.Precision.HIGHEST)
 
 
 class MoE(nn.Module):

@@ -71,9 +71,8 @@ def test_constraints_are_obeyed_next_to_unconstrained_slots(engine):
     assert [t % 2 for t in out[1].token_ids] == [i % 2 for i in range(11)] and out[1].finish_reason == "length"
     assert out[2].token_ids == alone.token_ids                  # the unconstrained slot is unaffected
     assert out[3].finish_reason == "error" and "no token is allowed" in out[3].error
-    # masks after the first were computed off the main thread, while the device ran the forward
+    # masks after the first were computed off the main thread
     assert any(name.startswith("gptoss-mask") for name in forced.threads)
-    assert engine.compilations()["decode_sample"] == 1
 
 
 def test_greedy_under_an_all_ones_constraint_equals_unconstrained(engine):

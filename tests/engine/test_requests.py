@@ -112,8 +112,9 @@ def test_a_failure_inside_a_step_finishes_only_its_request(engine):
 def test_cancel_waiting_and_running_requests(engine):
     ids = [engine.submit(Request(prompt(60 + i, 5), SamplingParams(temperature=0.0, max_tokens=30)))
            for i in range(engine.num_slots + 1)]                     # the last one waits for a slot
-    engine.step()
     running, waiting = ids[0], ids[-1]
+    while not any(e.request_id == running for e in engine.step()):  # (rounds are read a step after dispatch)
+        pass
     engine.cancel(running)
     engine.cancel(waiting)
     events = engine.step()

@@ -52,7 +52,7 @@ def test_sampled_tokens_stay_in_the_top_p_set_and_follow_the_distribution():
     n, v = 2000, PROBS.size
     logits = jnp.broadcast_to(jnp.log(jnp.asarray(PROBS, jnp.float32)), (n, v))
     r = rows(n, v, temperature=1.0, top_p=0.75, key=np.stack([np.zeros(n), np.arange(n)], 1))
-    tok = np.asarray(_sample(logits, r, None, 0)[0])
+    tok = np.asarray(_sample(logits, r, None, sampling.SamplerPlan())[0])
     c = collections.Counter(tok.tolist())
     assert set(c) == {0, 1}
     assert abs(c[0] / n - 0.5 / 0.8) < 0.04      # renormalized over the kept set
@@ -63,8 +63,8 @@ def test_top_k_1_equals_greedy():
     logits = jax.random.normal(jax.random.key(0), (n, v)) * 3
     r = rows(n, v, temperature=1.3, top_k=1, key=np.stack([np.zeros(n), np.arange(n)], 1))
     greedy = rows(n, v, temperature=0.0)
-    assert (np.asarray(_sample(logits, r, None, 0)[0]) == np.asarray(_sample(logits, greedy, None, 0)[0])).all()
-    assert (np.asarray(_sample(logits, greedy, None, 0)[0]) == np.asarray(logits).argmax(-1)).all()
+    assert (np.asarray(_sample(logits, r, None, sampling.SamplerPlan())[0]) == np.asarray(_sample(logits, greedy, None, sampling.SamplerPlan())[0])).all()
+    assert (np.asarray(_sample(logits, greedy, None, sampling.SamplerPlan())[0]) == np.asarray(logits).argmax(-1)).all()
 
 
 def test_penalty_and_bias_adjustments_are_the_documented_formulas():

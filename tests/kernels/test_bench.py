@@ -53,3 +53,7 @@ def test_tiny_bench_end_to_end(tmp_path):
     assert ok["cost"] == bench.decode_cost(PRESETS["tiny"], 1, 16, 2)
     assert all("refused" in p and "rows fit" in p["refused"] for p in big["paths"].values())
     assert "REFUSED" in r.stdout and "kernel/reference" in r.stdout
+    # the engine at the largest batch that fit (1): decode rounds of 8 tokens, one transfer a round
+    engine = report["models"]["tiny"]["engine"]
+    assert engine["transfers_per_token_step"] == 1 / 8 and engine["tokens_per_round"] == 8
+    assert "round trips a token step" in r.stdout

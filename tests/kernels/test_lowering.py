@@ -78,3 +78,28 @@ def test_model_decode_step_lowers_with_gpu_kernels(monkeypatch):
     # matmuls (the sliding and full layers' MoE share their jitted kernels, which lower once)
     assert len(ttir) == 4
     assert sum("0x81C081C0" in t for t in ttir) == 2                   # the default MXFP4 route: kperm
+
+
+def test_prefill_attention_kernel_lowers_to_triton():
+    """120b shapes: an 8k chunk against a full layer's stacked cache, read in place with the layer index."""
+    from gptoss_jax.kernels import attention_prefill_gpu
+
+    cache = S((18, 1, 8192, 8, 64), jnp.bfloat16)
+
+    def fn(q, k, v, q_pos, key_start, sinks, layer):
+        return attention_prefill_gpu.prefill_attention(q, k, v, q_pos, key_start, sinks, layer=layer, kv_len=8192)
+
+    [ttir] = offline.triton_ir(fn, S((1, 8192, 64, 64), jnp.bfloat16), cache, cache, S((1, 8192), jnp.int32),
+                               S((1,), jnp.int32), S((64,), jnp.bfloat16), S((), jnp.int32))
+    assert ttir.count("tt.dot") == 2
+
+
+def test_model_prefill_chunk_lowers_with_gpu_kernels(monkeypatch):
+    """A gpt-oss-20b prefill chunk against the cache, lowered for one H100: the flash kernel on both layer kinds."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    cfg = PRESETS["gpt-oss-20b"]
+    model = gptoss_jax.GptOss(cfg, None, kernels=kernels.Kernels(moe="pallas_gpu", attention="pallas_gpu"))
+    args = (params_lib.abstract_params(cfg), S((1, 512), jnp.int32), S((1, 512), jnp.int32),
+            KVCache.shapes(cfg, 1, 1024), S((1,), jnp.int32))
+    ttir = offline.triton_ir(model._apply_impl, *args)
+    assert sum("prefill_attention" in t for t in ttir) == 2 and len(ttir) == 4

@@ -23,7 +23,7 @@ def lower_for(target: str, fn: Callable, *args, device_kind: str | None = None):
     kind, cores, platform = DEVICE_KINDS[target]
     device = AbstractDevice(device_kind=device_kind or kind, num_cores=cores,
                             platform="gpu" if target == "gpu" else "tpu")
-    mesh = AbstractMesh((1,), ("d",), (AxisType.Explicit,), abstract_device=device)
+    mesh = AbstractMesh((1,), ("d",), (AxisType.Auto,), abstract_device=device)
     with jax.sharding.use_abstract_mesh(mesh):
         return jax.jit(fn).trace(*args).lower(lowering_platforms=(platform,))
 

@@ -4,6 +4,9 @@ import os
 # must happen before jax is imported anywhere
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# no persistent compilation cache unless a test names its own folder: an in-process default (the eval backend's)
+# would otherwise switch it on for every later test, in the user's ~/.cache, shared with every other process there
+os.environ.setdefault("GPTOSS_COMPILATION_CACHE", "off")
 
 import pytest  # noqa: E402
 

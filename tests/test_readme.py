@@ -67,7 +67,8 @@ def shell(cmd: str, cwd: Path, *, stdin: str = "", timeout: int = 600) -> subpro
     """`cmd` in bash after the README's activation line (this test's environment stands in for the clone's .venv)."""
     if not ACTIVATE.exists():
         pytest.skip(f"{ACTIVATE} is missing: the tests do not run from a virtual environment")
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "VIRTUAL_ENV", "PYTHONPATH")}
+    test_settings = ("XLA_FLAGS", "VIRTUAL_ENV", "PYTHONPATH", "GPTOSS_COMPILATION_CACHE")
+    env = {k: v for k, v in os.environ.items() if k not in test_settings}
     return subprocess.run(["bash", "-c", f"source {shlex.quote(str(ACTIVATE))} && {cmd}"], cwd=cwd, input=stdin,
                           capture_output=True, text=True, timeout=timeout, env=env)
 

@@ -41,6 +41,19 @@ def num_splits(batch: int, kv_heads: int, slots: int, block_k: int) -> int:
     return max(1, min(want, slots // max(MIN_SPLIT_SLOTS, block_k)))
 
 
+def online_softmax_step(m, l, acc, scores, v, dtype):
+    """One key block of an online softmax: running max m [rows], sum l [rows] and output acc [rows, d] (float32)
+    updated with the block's scores [rows, block_k] (masked entries -inf; m_new must come out finite) and values
+    v [block_k, d], multiplied in `dtype`."""
+    m_new = jnp.maximum(m, jnp.max(scores, axis=1))
+    p = jnp.exp(scores - m_new[:, None])
+    corr = jnp.exp(m - m_new)
+    l = l * corr + jnp.sum(p, axis=1)
+    acc = acc * corr[:, None] + lax.dot_general(p.astype(dtype), v.astype(dtype), (((1,), (0,)), ((), ())),
+                                                preferred_element_type=jnp.float32)
+    return m_new, l, acc
+
+
 def _kernel(layer_ref, lo_ref, hi_ref, q_ref, k_ref, v_ref, m_ref, l_ref, acc_ref, *, g: int, gp: int,
             block_k: int, chunk: int, slots: int, scale: float):
     b, h, s = pl.program_id(0), pl.program_id(1), pl.program_id(2)
@@ -61,13 +74,7 @@ def _kernel(layer_ref, lo_ref, hi_ref, q_ref, k_ref, v_ref, m_ref, l_ref, acc_re
         scores = lax.dot_general(q, k.astype(q.dtype), (((1,), (1,)), ((), ())),
                                  preferred_element_type=jnp.float32) * scale                # [gp, block_k]
         scores = jnp.where(live[None, :], scores, -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(scores, axis=1))       # finite: every block has a live slot
-        p = jnp.exp(scores - m_new[:, None])
-        corr = jnp.exp(m - m_new)
-        l = l * corr + jnp.sum(p, axis=1)
-        acc = acc * corr[:, None] + lax.dot_general(p.astype(q.dtype), v.astype(q.dtype), (((1,), (0,)), ((), ())),
-                                                    preferred_element_type=jnp.float32)
-        return m_new, l, acc
+        return online_softmax_step(m, l, acc, scores, v, q.dtype)       # every block has a live slot
 
     d = q.shape[-1]
     init = (jnp.full((gp,), -jnp.inf, jnp.float32), jnp.zeros((gp,), jnp.float32), jnp.zeros((gp, d), jnp.float32))

@@ -28,6 +28,7 @@ from jax import lax
 from jax.experimental import pallas as pl
 
 from gptoss_jax.kernels._triton import pltr
+from gptoss_jax.kernels.attention_gpu import online_softmax_step
 
 BLOCK_Q = 16
 BLOCK_K = 64
@@ -66,13 +67,7 @@ def _kernel(layer_ref, start_ref, qpos_ref, q_ref, k_ref, v_ref, o_ref, lse_ref,
         if window is not None:
             vis &= kp[None, :] > qp[:, None] - window
         scores = jnp.where(vis, scores, -jnp.inf)
-        m_new = jnp.maximum(m, jnp.max(scores, axis=1))                         # finite: m starts finite
-        p = jnp.exp(scores - m_new[:, None])
-        corr = jnp.exp(m - m_new)
-        l = l * corr + jnp.sum(p, axis=1)
-        acc = acc * corr[:, None] + lax.dot_general(p.astype(q.dtype), v.astype(q.dtype), (((1,), (0,)), ((), ())),
-                                                    preferred_element_type=jnp.float32)
-        return m_new, l, acc
+        return online_softmax_step(m, l, acc, scores, v, q.dtype)       # m_new finite: m starts finite
 
     d = q.shape[-1]
     init = (jnp.full((rows,), -1e30, jnp.float32), jnp.zeros((rows,), jnp.float32), jnp.zeros((rows, d), jnp.float32))

@@ -50,8 +50,10 @@ demo: setup
 	$(VENV)/bin/gptoss demo
 	@echo "next: \`source $(VENV)/bin/activate\`, then the README's commands (gptoss chat, gptoss eval, ...)"
 
+# Two processes: the Pallas kernel tests (interpret mode, abstract GPU/TPU lowerings) start from a fresh XLA
 test: setup browser
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q tests --ignore=tests/kernels
+	$(VENV)/bin/python -m pytest -q tests/kernels
 
 # Offline sm_90 compile of the GPU kernels (benchmarks/triton_offline.py), no GPU needed: a separate venv with a pip
 # Triton, whose wheel ships ptxas, cuobjdump and nvdisasm (about 0.3 GB; kept apart from .venv, which CI installs)

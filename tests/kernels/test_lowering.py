@@ -94,12 +94,35 @@ def test_prefill_attention_kernel_lowers_to_triton():
     assert ttir.count("tt.dot") == 2
 
 
-def test_model_prefill_chunk_lowers_with_gpu_kernels(monkeypatch):
-    """A gpt-oss-20b prefill chunk against the cache, lowered for one H100: the flash kernel on both layer kinds."""
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    cfg = PRESETS["gpt-oss-20b"]
-    model = gptoss_jax.GptOss(cfg, None, kernels=kernels.Kernels(moe="pallas_gpu", attention="pallas_gpu"))
-    args = (params_lib.abstract_params(cfg), S((1, 512), jnp.int32), S((1, 512), jnp.int32),
-            KVCache.shapes(cfg, 1, 1024), S((1,), jnp.int32))
-    ttir = offline.triton_ir(model._apply_impl, *args)
-    assert sum("prefill_attention" in t for t in ttir) == 2 and len(ttir) == 4
+MODEL_PREFILL_LOWERING = """
+import jax, jax.numpy as jnp
+import gptoss_jax
+from gptoss_jax import kernels, params as params_lib
+from gptoss_jax.config import PRESETS
+from gptoss_jax.kernels import offline
+from gptoss_jax.model.transformer import KVCache
+S = jax.ShapeDtypeStruct
+jax.default_backend = lambda: "gpu"
+cfg = PRESETS["gpt-oss-20b"]
+model = gptoss_jax.GptOss(cfg, None, kernels=kernels.Kernels(moe="pallas_gpu", attention="pallas_gpu"))
+args = (params_lib.abstract_params(cfg), S((1, 512), jnp.int32), S((1, 512), jnp.int32),
+        KVCache.shapes(cfg, 1, 1024), S((1,), jnp.int32))
+ttir = offline.triton_ir(model._apply_impl, *args)
+print(sum("prefill_attention" in t for t in ttir), len(ttir))
+"""
+
+
+def test_model_prefill_chunk_lowers_with_gpu_kernels():
+    """A gpt-oss-20b prefill chunk against the cache, lowered for one H100: the flash kernel on both layer kinds.
+    In a process of its own: a whole model lowered for another platform (jax.default_backend patched) must leave
+    nothing behind in the test process's caches."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=root)
+    r = subprocess.run([sys.executable, "-W", "ignore::DeprecationWarning", "-c", MODEL_PREFILL_LOWERING],
+                       capture_output=True, text=True, env=env, timeout=600, cwd=root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["2", "4"], r.stdout

@@ -11,7 +11,10 @@ greedy, 16 new tokens (issue 13's case). Next to it, each time on another thread
 - a constraint whose masks each take `--slow_mask_s`, in native code (the GIL released, as llguidance computes)
   or in pure Python (the GIL held, as the old unbounded planner did), through the engine's mask pool;
 - for reference, what any neighbour costs on a small CPU model: an unconstrained one-token request (its prefill is
-  one more device call), and a benign constrained chat request (json_object: one token a round while it runs).
+  one more device call), an unconstrained sampled request with the adversaries' chat prompt and as many tokens as
+  the pattern adversary writes (what the same request costs without its constraint), and a benign constrained
+  chat request (json_object: one token a round while it runs).
+The engine has its default settings (prefill chunks, decode_steps 8, constrained_slowdown 1.25) and 4 slots.
 Prints the normal request's median time per case (cases interleaved), its ratio to running alone, how the adversary
 ended, and the first (not yet cached) refusal time of each adversarial schema.
 """
@@ -33,6 +36,7 @@ flags.DEFINE_float("slow_mask_s", 1.0, "Seconds of GIL-holding Python work per m
 flags.DEFINE_string("out", None, "Also write the results as JSON here.")
 FLAGS = flags.FLAGS
 
+LONG_NEIGHBOUR_TOKENS = 386      # as many as the pattern adversary writes
 ADVERSARIAL = {"minLength 1e9": {"type": "string", "minLength": 1_000_000_000},
                "pattern [a-z]{5000}": {"type": "string", "pattern": "^[a-z]{5000}$"}}
 
@@ -67,8 +71,9 @@ def _chat(fmt, max_tokens=None):
 def main(argv):
     del argv
     model = api.random_model("demo", dtype="float32")
-    engine = Engine(model, num_slots=4, max_len=FLAGS.max_len, prefill_chunk=64, min_prefill_chunk=16,
-                    decode_steps=8, max_top_logprobs=0, detokenize=tok.get_encoding().decode)
+    # the engine's own defaults for everything but its size (prefill chunks, decode_steps, constrained_slowdown)
+    engine = Engine(model, num_slots=4, max_len=FLAGS.max_len, max_top_logprobs=0,
+                    detokenize=tok.get_encoding().decode)
     normal = lambda: Request(list(range(1000, 1040)), SamplingParams(temperature=0.0, max_tokens=16))
 
     def adversary_builder(name):
@@ -89,6 +94,8 @@ def main(argv):
                 elif name == "free 1-token neighbour":
                     req = Request(tok.get_encoding().encode("Write it."), SamplingParams(temperature=1.0, seed=1,
                                                                                           max_tokens=1))
+                elif name == "free long neighbour":      # the adversaries' chat prompt, sampled, unconstrained
+                    req = chat.to_engine_request(_chat(None, LONG_NEIGHBOUR_TOKENS), max_len=engine.max_len)
                 else:
                     req = chat.to_engine_request(_chat({"type": "json_object"}, 64), max_len=engine.max_len)
                 rid = engine.submit(req)
@@ -125,8 +132,9 @@ def main(argv):
         run()                          # compile every shape the runs use
     run("benign json_object")
     run("free 1-token neighbour")
-    cases = [None, *ADVERSARIAL, "free 1-token neighbour", "slow masks, GIL released", "slow masks, GIL held",
-             "benign json_object"]
+    run("free long neighbour")
+    cases = [None, *ADVERSARIAL, "free 1-token neighbour", "free long neighbour", "slow masks, GIL released",
+             "slow masks, GIL held", "benign json_object"]
     times = {name: [] for name in cases}
     outcomes = {}
     for _ in range(FLAGS.repeats):     # cases interleaved: a shared machine's load drifts alike for all

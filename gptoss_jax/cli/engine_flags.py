@@ -21,6 +21,9 @@ flags.DEFINE_integer("prefill_chunk", 512, "Prefill chunk length (largest prefil
 flags.DEFINE_integer("min_prefill_chunk", 32, "Smallest prefill bucket.")
 flags.DEFINE_integer("decode_steps", 8, "Tokens per slot a decode call produces before returning to the host.")
 flags.DEFINE_integer("max_top_logprobs", 20, "Most top_logprobs a request may ask for.")
+flags.DEFINE_float("constrained_slowdown", 1.25, "The most a request with structured output (one token a round) may "
+                   "slow the others' decoding: rounds while one decodes run the fewest steps that keep to it, "
+                   "measured as they run. 0 = one-step rounds (fastest for the constrained request).")
 flags.DEFINE_string("compilation_cache_dir", None, "Persistent XLA compilation cache (a second start loads instead "
                     "of compiling). Default: $GPTOSS_COMPILATION_CACHE, else ~/.cache/gptoss_jax/xla; 'off' "
                     "disables it.")
@@ -106,7 +109,8 @@ def build_engine(model, *, num_slots: int = 1, detokenize=None) -> Engine:
         return Engine(model, num_slots=FLAGS.num_slots or -(-num_slots // dp) * dp, max_len=FLAGS.max_len,
                       prefill_chunk=FLAGS.prefill_chunk, min_prefill_chunk=FLAGS.min_prefill_chunk,
                       decode_steps=FLAGS.decode_steps, max_top_logprobs=FLAGS.max_top_logprobs,
-                      max_stop_token_ids=MAX_STOP_TOKEN_IDS, detokenize=detokenize, seed=FLAGS.seed)
+                      max_stop_token_ids=MAX_STOP_TOKEN_IDS, detokenize=detokenize, seed=FLAGS.seed,
+                      constrained_slowdown=FLAGS.constrained_slowdown or None)
     except ValueError as e:
         raise app.UsageError(f"engine flags: {e}") from None
 

@@ -5,8 +5,9 @@ transfer. The Engine (scheduler.py) decides when rounds are read: while no decod
 next rounds are dispatched before the host reads the previous ones (double buffering: the device runs round N+1
 while the host streams round N). A constrained request needs the host between its tokens (its next mask depends
 on the last token), so a decode round takes it for one token, in the same single dispatch as everyone else's
-token (the mask rides along as `words`); constrained requests whose masks are not ready in time sit the round
-out while the others decode `decode_steps` tokens. A mixin of the Engine.
+tokens (the mask rides along as `words`), and the others as many as the round clock allows (round_clock.py);
+constrained requests whose masks are not ready in time sit the round out while the others decode `decode_steps`
+tokens. The round length is an argument of the one compiled decode program, not a shape. A mixin of the Engine.
 """
 from __future__ import annotations
 
@@ -30,9 +31,27 @@ class Round:
     n_steps: int = 0           # decode: tokens a row at most
     score_len: int = 0         # prefill: chunk length when scoring, else 0
     t0: float = 0.0
+    # decode rounds, for the round clock: dispatched right after a prefill; time to the next decode dispatch (None:
+    # not known yet, or a prefill came between); whether it ran all its steps (None: not read yet); read serially
+    after_prefill: bool = False
+    cycle: float | None = None
+    ran_all: bool | None = None
+    serial: bool = False
 
     def requests(self) -> list[Live]:
         return self.lives if self.kind == "decode" else [s for _, s, _, _, _ in self.lives]
+
+
+def _group_chunks(todo: list, bucket, rows_for) -> tuple[int, list]:
+    """One prefill call's chunks: the first waiting one, then each next one (in order) whose bucket, or the call's
+    if larger, still leaves it a row (a shorter chunk rides padded in a longer one's call instead of waiting for a
+    call of its own). Returns (the call's chunk bucket, the group)."""
+    t, group = bucket(todo[0]), [todo[0]]
+    for s in todo[1:]:
+        u = max(t, bucket(s))
+        if len(group) < rows_for(u):
+            t, group = u, group + [s]
+    return t, group
 
 
 class Rounds:
@@ -92,8 +111,7 @@ class Rounds:
         if not todo:
             return None
         todo.sort(key=lambda s: s.t_admit)
-        t = b.chunk_for(chunk_len(todo[0]))
-        group = [s for s in todo if b.chunk_for(chunk_len(s)) == t][:b.rows_for(t)]
+        t, group = _group_chunks(todo, lambda s: b.chunk_for(chunk_len(s)), b.rows_for)
         n_rows = b.rows_for(t)
         kv = max(b.kv_for(s.prefilled + chunk_len(s)) for s in group)
         score = any(s.req.score_from is not None for s in group)
@@ -132,6 +150,7 @@ class Rounds:
         except Exception as e:  # noqa: BLE001
             self._device_failure(lives, e)
             return None
+        self._prefill_since_decode = True
         for _, s, _, n, fin in plan:
             s.prefilled += n
             if self.prefix is not None:
@@ -183,7 +202,8 @@ class Rounds:
     # =================================================================================================== decode
     def _dispatch_decode(self) -> Round | None:
         """One decode call: every unconstrained decoding request for decode_steps tokens, or, when some
-        constrained requests have their next masks, everyone for one token with those masks."""
+        constrained requests have their next masks, those for one token with their masks and the others for the
+        round clock's length."""
         decoders = self._decoders()
         if not decoders:
             return None
@@ -201,8 +221,8 @@ class Rounds:
             return None
         words = masked = None
         n = self.decode_steps
-        if ready:
-            n = 1
+        if ready:                 # the constrained take one token; the others as many as the clock allows
+            n = self.clock.constrained_steps()
             words = np.repeat(self._all_ones, self.num_slots, axis=0)
             masked = np.zeros((self.num_slots,), bool)
             for slot, row in ready.items():
@@ -211,16 +231,34 @@ class Rounds:
         t0 = time.perf_counter()
         try:
             self.cache, self.state, out, _ = self.steps.decode_loop(
-                self.model.params, self.cache, self.state, self._keep(lives), words, masked,
-                kv_len=self._decode_kv(lives, n), n_steps=n, plan=sampler)
+                self.model.params, self.cache, self.state, self._keep(lives), words, masked, np.int32(n),
+                kv_len=self._decode_kv(lives, n), n_steps=self.decode_steps, plan=sampler)
         except Exception as e:  # noqa: BLE001
             self._device_failure(lives, e)
             return None
         for s in lives:
             s.ahead += n
-        return Round("decode", lives, out, sampler.num_top, n_steps=n, t0=t0)
+        rnd = Round("decode", lives, out, sampler.num_top, n_steps=n, t0=t0, after_prefill=self._prefill_since_decode)
+        last, self._last_decode, self._prefill_since_decode = self._last_decode, rnd, False
+        if last is not None and not rnd.after_prefill:
+            last.cycle = t0 - last.t0
+            self._clock_feed(last)
+        return rnd
 
-    def _read_decode(self, rnd: Round) -> None:
+    def _clock_feed(self, rnd: Round) -> None:
+        """Give the round clock a decode round's cycle (dispatch to the next decode dispatch) once it is known and
+        the round was read: a serially read round that ran all its steps, or a full double-buffered one; rounds
+        with a prefill on either side are not timed."""
+        if rnd.cycle is None or rnd.ran_all is None or rnd.after_prefill or not rnd.ran_all:
+            return
+        if rnd.serial:
+            self.clock.record(rnd.n_steps, rnd.cycle)
+        elif rnd.n_steps == self.decode_steps:
+            self.clock.record_free(rnd.cycle)
+        rnd.cycle = None
+
+    def _read_decode(self, rnd: Round, serial: bool = False) -> None:
+        """serial: read in the step that dispatched it (the round clock times only those)."""
         out = self._fetch(rnd)
         for s in rnd.lives:
             s.ahead -= rnd.n_steps
@@ -228,6 +266,8 @@ class Rounds:
             return
         self.stats.decode_calls += 1
         self.stats.decode_s += time.perf_counter() - rnd.t0
+        rnd.serial, rnd.ran_all = serial, bool((out.token[rnd.n_steps - 1, [s.slot for s in rnd.lives]] >= 0).any())
+        self._clock_feed(rnd)
         for i in range(rnd.n_steps):
             for s in rnd.lives:
                 if not s.done and out.token[i, s.slot] >= 0:

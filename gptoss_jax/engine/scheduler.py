@@ -10,14 +10,16 @@ up to buckets.rows_for(T) prefilling slots) and one decode call (up to decode_st
 (rounds.py), and hands out the tokens of the rounds it reads (host_tokens.py). Requests join and leave between
 calls; nothing recompiles, because every shape is a bucket (buckets.py).
 
-Round trips: a round's results come back in ONE device-to-host transfer, and while no decoding request is
-constrained the rounds are double buffered: step k dispatches rounds k and then reads rounds k-1, so the device
-computes while the host streams, detokenizes and checks stops (a request the host stops, by a stop string or a
-cancellation, may have decoded one round more on the device, which is dropped). A constrained request needs the
-host between its tokens, so while one decodes, rounds are read in the step that dispatched them, and a decode
-round gives it one token (its mask in the same dispatch as the others' tokens). A late mask holds back its own
-request, never the others (masks.py): the engine waits at most mask_wait_s, once, for a slow one, and while every
-constrained request waits for a slow mask the others decode decode_steps tokens a call as if it were not there.
+Round trips: a round's results come back in ONE device-to-host transfer, and the rounds are double buffered: step
+k dispatches rounds k and then reads rounds k-1, so the device computes while the host streams, detokenizes and
+checks stops (a request the host stops, by a stop string or a cancellation, may have decoded one round more on the
+device, which is dropped). A constrained request needs the host between its tokens (its next mask depends on the
+last one), so a round that samples one of its tokens is read in the step that dispatched it; a decode round gives
+it one token (its mask in the same dispatch as the others' tokens) and the others as many as keeps their slowdown
+within constrained_slowdown (round_clock.py, from measured rounds). A late mask holds back its own request, never
+the others (masks.py): the engine waits at most mask_wait_s, once, for a slow one, and while every constrained
+request waits for a slow mask the others decode decode_steps tokens a call, double buffered, as if it were not
+there.
 
 Failures stay with their request: bad input is refused at submit (RequestError naming the field); a constraint,
 detokenizer or callback that raises finishes its own request with finish_reason "error"; only a failing device call
@@ -44,11 +46,19 @@ from gptoss_jax.engine.live import EngineStats, Live
 from gptoss_jax.engine.masks import MaskPool, fit
 from gptoss_jax.engine.prefix_cache import PrefixCache, PrefixCacheConfig
 from gptoss_jax.engine.requests import Request, RequestError, Result, TokenEvent
+from gptoss_jax.engine.round_clock import RoundClock
 from gptoss_jax.engine.rounds import Round, Rounds
 from gptoss_jax.engine.slots import SlotState
 from gptoss_jax.engine.steps import steps_for
 from gptoss_jax.model.transformer import KVCache
 from gptoss_jax.progress import RequestProgress
+
+
+def _carries_constrained(rounds: list[Round]) -> bool:
+    """Whether a round samples a token of a constrained request (whose next mask needs it read): one that sat
+    the round out for a late mask does not hold back the double buffering of the others."""
+    return any(s.constrained and not s.done for r in rounds for s in r.requests()
+               if r.kind == "decode" or s.decoding)
 
 
 class Engine(Admission, Rounds, TokenHandling):
@@ -69,12 +79,16 @@ class Engine(Admission, Rounds, TokenHandling):
       (a request whose mask is later, or whose last mask was slower, sits the round out); with several processes
       every mask is waited for (they must take the same decisions).
     prefix_cache: reuse the KV entries of prompt heads computed before (prefix_cache.py); None: off.
+    constrained_slowdown: the most a decoding constrained request may slow its unconstrained neighbours' tokens
+      (round_clock.py: rounds while one decodes get the fewest steps that keep to it, measured; the constrained
+      request takes one token a round); None: one-step rounds (fastest for the constrained request).
     """
 
     def __init__(self, model: GptOss, *, num_slots: int = 8, max_len: int = 8192, prefill_chunk: int = 512,
                  min_prefill_chunk: int = 32, decode_steps: int = 8, max_top_logprobs: int = 20,
                  max_stop_token_ids: int = 8, detokenize: rq.Detokenizer | None = None, seed: int = 0,
-                 mask_threads: int = 4, mask_wait_s: float = 0.02, prefix_cache: PrefixCacheConfig | None = None):
+                 mask_threads: int = 4, mask_wait_s: float = 0.02, prefix_cache: PrefixCacheConfig | None = None,
+                 constrained_slowdown: float | None = 1.25):
         cfg = model.cfg
         if not 1 <= max_len <= cfg.max_context:
             raise ValueError(f"max_len {max_len} must be in [1, {cfg.max_context}] (the model's context)")
@@ -115,6 +129,10 @@ class Engine(Admission, Rounds, TokenHandling):
         self._all_ones = np.full((1, self.mask_words), -1, np.int32)
         self._pending: list[Round] = []    # rounds dispatched by the last step, read by the next
         self._wait_s = 0.0
+        # constrained rounds' length (round_clock.py); processes in lockstep take no timing decisions
+        self.clock = RoundClock(decode_steps, constrained_slowdown if jax.process_count() == 1 else None)
+        self._last_decode: Round | None = None
+        self._prefill_since_decode = False
 
     # ================================================================================================ public API
     def submit(self, request: Request, on_token: Callable[[TokenEvent], None] | None = None) -> str:
@@ -150,26 +168,32 @@ class Engine(Admission, Rounds, TokenHandling):
         self._events, self._wait_s = [], 0.0
         t0 = time.perf_counter()
         self._apply_cancellations()
-        constrained = any(s.constrained for s in self._decoders())
-        if constrained:                  # their next masks need the tokens in flight
+        if _carries_constrained(self._pending):   # their next masks need the tokens in flight
             self._read(self._pending)
             self._pending = []
         self._admit_waiting()
-        new = [r for r in (self._dispatch_prefill(), self._dispatch_decode()) if r is not None]
+        prefill = self._dispatch_prefill()
+        decode = self._dispatch_decode()
+        if decode is None:               # a step without a decode round: no cycle for the round clock to time
+            self._last_decode = None
+        new = [r for r in (prefill, decode) if r is not None]
         new = [r for r in new if not all(s.done for s in r.requests())]   # a device failure ended them
         due, self._pending = self._pending, new
         self._read(due)                  # the device runs the new rounds meanwhile
-        if not new or constrained or any(s.constrained for s in self._decoders()):
-            self._read(self._pending)
+        if not new or _carries_constrained(new):
+            self._read(self._pending, serial=True)
             self._pending = []
         if not new and not due:         # nothing could run: every request waits for its mask; wait, not spin
             self.masks.wait_any(s for s in self.slots if s is not None)
         self.stats.host_s += time.perf_counter() - t0 - self._wait_s
         return self._events
 
-    def _read(self, rounds: list[Round]) -> None:
+    def _read(self, rounds: list[Round], serial: bool = False) -> None:
         for rnd in rounds:
-            (self._read_prefill if rnd.kind == "prefill" else self._read_decode)(rnd)
+            if rnd.kind == "prefill":
+                self._read_prefill(rnd)
+            else:
+                self._read_decode(rnd, serial)
 
     def stream(self, request: Request) -> Iterator[TokenEvent]:
         """Submit one request and yield its TokenEvents as they come (other requests keep running too); the last

@@ -7,8 +7,9 @@ into every step that changes them, so they are updated in place and memory never
   prefill        one chunk for a few slots: forward over their cache rows only (Transformer cache_rows), mark the
                  prompt tokens seen, sample the first token where the chunk ends the prompt; optionally the
                  log-probability of every next prompt token (scoring)
-  decode_loop    up to n_steps tokens for every decoding slot in one call (lax.while_loop; a slot stops on its own
-                 stop tokens / max tokens / full context, the loop ends early when none is left). With token
+  decode_loop    up to `steps` tokens for every decoding slot in one call (lax.while_loop; a slot stops on its own
+                 stop tokens / max tokens / full context, the loop ends early when none is left); `steps` is an
+                 argument, not a shape: every round length up to n_steps runs one compiled program. With token
                  masks (`words`), the first step samples under them and the `masked` slots (constrained requests,
                  whose next mask needs the host) stop after that one token while the others go on.
 Every step returns what the host reads as ONE int32 array (`pack`: token, logprob bits, status, top ids, top
@@ -121,10 +122,11 @@ class Steps:
         extra = (bits(out["target_logprob"]), out["target_is_top"].astype(jnp.int32)) if score else ()
         return cache, state, self._replicated(self._pack(tok, lp, top_id, top_lp, status, final, extra))
 
-    def _decode_loop(self, params, cache, state, keep, words=None, masked=None, *, kv_len: int, n_steps: int,
-                     plan: SamplerPlan = SamplerPlan()):
+    def _decode_loop(self, params, cache, state, keep, words=None, masked=None, steps=None, *, kv_len: int,
+                     n_steps: int, plan: SamplerPlan = SamplerPlan()):
         """keep [B]: slots this round decodes; words [B, ceil(V/32)] (optional): token masks of the first step;
-        masked [B]: slots that take only that first, masked token."""
+        masked [B]: slots that take only that first, masked token; steps (int32 scalar, <= n_steps; None: n_steps):
+        the steps this round runs. The output holds n_steps rows of steps (rows not run: token -1)."""
         b, k = keep.shape[0], plan.num_top
         width = 3 + 2 * k
         outs = jnp.zeros((n_steps, b, width), jnp.int32).at[:, :, 0].set(-1)
@@ -147,9 +149,11 @@ class Steps:
             run = run & ~masked                        # constrained rows: one token, then the host
             start = 1
 
+        limit = n_steps if steps is None else jnp.minimum(steps, n_steps)
+
         def cond(carry):
             i, _, _, run, _ = carry
-            return (i < n_steps) & jnp.any(run)
+            return (i < limit) & jnp.any(run)
 
         def body(carry):
             i, cache, st, run, outs = carry

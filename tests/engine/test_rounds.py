@@ -1,6 +1,7 @@
 """Round trips: one device-to-host transfer a round, the next round in flight while the host reads the last, a
 constrained request next to others without two dispatches a token for them, exact earliest-stop detection."""
 import jax
+import pytest
 
 from gptoss_jax.engine import Request, SamplingParams
 from gptoss_jax.engine.host_tokens import earliest_stop
@@ -93,3 +94,67 @@ def test_earliest_stop():
     assert earliest_stop("abcdef", ["de", "bcd", "x"]) == (1, "bcd")
     assert earliest_stop("abcdef", ["cd", "cde"]) == (2, "cde")         # same start: the longer one
     assert earliest_stop("abc", ["x"]) is None
+
+
+def test_beside_a_constrained_request_the_others_get_the_round_clocks_length(make_engine, monkeypatch):
+    """The constrained request takes one token a round, its neighbour as many as the clock allows (3 here), in the
+    same dispatches; both get exactly their tokens alone."""
+    engine = make_engine(mask_wait_s=10.0)             # no round without the constrained request, however loaded
+    free = Request(prompt(212, 5), SamplingParams(temperature=0.0, max_tokens=13))
+    con = lambda: Request(prompt(213, 7), SamplingParams(temperature=1.0, seed=3, max_tokens=4), constraint=Parity())
+    [free_alone, con_alone] = [engine.generate([r])[0] for r in (free, con())]
+    monkeypatch.setattr(engine.clock, "constrained_steps", lambda: 3)
+    n = Counting(engine, monkeypatch)
+    c, f = engine.generate([con(), free])
+    assert c.token_ids == con_alone.token_ids and f.token_ids == free_alone.token_ids
+    # the prefill samples the first tokens; then 3 constrained rounds give the free request 3 tokens each (9),
+    # then full rounds of 4 for its last 3: 4 dispatches in all (1-step rounds would have needed 5)
+    assert n.dispatches == 4
+
+
+def test_round_clock_picks_the_fewest_steps_within_the_slowdown():
+    from gptoss_jax.engine.round_clock import RoundClock
+
+    clock = RoundClock(8, 1.25)
+    assert clock.constrained_steps() == 1              # nothing measured: one step first
+    clock.record(1, 0.024)
+    assert clock.constrained_steps() == 8              # then a full round, for the fit's other end
+    clock.record(8, 0.058)                             # fixed ~19 ms, 4.9 ms a step: as a small model on a CPU
+    fixed, per_step = clock.fit()
+    assert abs(fixed - 0.0191) < 1e-3 and abs(per_step - 0.00486) < 1e-4
+    n = clock.constrained_steps()
+    assert fixed / n + per_step <= 1.25 * 0.058 / 8 < fixed / (n - 1) + per_step
+    clock.record_free(0.040)         # double buffered, a full round costs the neighbours less than read serially
+    assert clock.constrained_steps() == 8    # no length keeps within 1.25x of 5 ms a token: full rounds
+    clock.free = 0.052
+    m = clock.constrained_steps()
+    assert m < 8 and fixed / m + per_step <= 1.25 * 0.052 / 8 < fixed / (m - 1) + per_step
+    gpu = RoundClock(8, 1.25)                          # a large model: the fixed part is small next to a step
+    gpu.record(1, 0.0105)
+    gpu.record(8, 0.0805)
+    assert gpu.constrained_steps() == 1
+    assert RoundClock(8, None).constrained_steps() == 1
+    with pytest.raises(ValueError, match="constrained_slowdown"):
+        RoundClock(8, 0.5)
+
+
+def test_a_short_prompt_rides_in_a_longer_ones_prefill_call(make_engine):
+    """Prompts of different chunk buckets arriving together share one prefill call (the shorter padded), and each
+    gets the tokens it gets alone."""
+    engine = make_engine(min_prefill_chunk=4)          # buckets 4 (4 rows a call), 8 (2 rows), 16 (1 row)
+    short, longer = (Request(prompt(214 + i, n), SamplingParams(temperature=0.0, max_tokens=5))
+                     for i, n in enumerate((3, 7)))
+    alone = [engine.generate([r])[0] for r in (short, longer)]
+    calls = engine.stats.prefill_calls
+    together = engine.generate([short, longer])
+    assert [r.token_ids for r in together] == [r.token_ids for r in alone]
+    assert engine.stats.prefill_calls - calls == 1
+
+
+def test_group_chunks_keeps_admission_order_and_the_rows_limit():
+    from gptoss_jax.engine.rounds import _group_chunks
+
+    rows_for = lambda t: max(1, 64 // t)
+    assert _group_chunks([8, 16, 64, 8], lambda s: s, rows_for) == (16, [8, 16, 8])   # 64 would leave 1 row
+    assert _group_chunks([64, 8], lambda s: s, rows_for) == (64, [64])
+    assert _group_chunks([32, 8, 8, 8], lambda s: s, rows_for) == (32, [32, 8])

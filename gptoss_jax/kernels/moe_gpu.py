@@ -202,13 +202,20 @@ def _fallback(reason: str, x, w, group_sizes, layer):
     return expert_matmul_reference(x, w, group_sizes, layer=layer)
 
 
+def _backend() -> str:
+    """The platform being lowered for: an abstract device's (kernels/offline.py lowers for a GPU that is not
+    here, e.g. `gptoss bench`'s op counts on a CPU machine), else JAX's default backend."""
+    device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+    return getattr(device, "platform", None) or jax.default_backend()
+
+
 def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
                       tiles: GpuTiles | None = None, dequant: str = DEQUANT_ROUTES[0]) -> jax.Array:
     """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
     if not isinstance(w, Mxfp4Weight):
         return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)
-    if not interpret and jax.default_backend() != "gpu":
-        return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes, layer)
+    if not interpret and _backend() != "gpu":
+        return _fallback(f"no GPU backend (backend is {_backend()})", x, w, group_sizes, layer)
     if x.shape[0] == 0:
         return jnp.zeros((0, w.blocks.shape[-3]), jnp.float32)
     return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret,

@@ -88,20 +88,23 @@ class Case:
     tiles: str = ""
 
 
-def moe_cases(routes, kinds, overrides: dict | None = None) -> list[Case]:
+def moe_cases(routes, kinds, overrides: dict | None = None, biases=(True,)) -> list[Case]:
+    """biases: with the expert biases in the epilogue (as the model calls the kernel) and / or without."""
     out = []
     for name, m, g, n, k, kind in SHAPES:
         if kind not in kinds:
             continue
         for route in routes:
-            tiles = dataclasses.replace(moe_gpu.pick_tiles(m, n, k, g, route), **(overrides or {}))
-            fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, tiles=tiles, interpret=False)
-            args = (S((m, k), jnp.bfloat16), S((g, n, k // 32, 16), jnp.uint8), S((g, n, k // 32), jnp.uint8),
-                    S((g,), jnp.int32))
-            per_thread = tiles.bn * tiles.nbk * 32 / (32 * tiles.num_warps)
-            out.append(Case(name, route, kind, fn, args, tiles.num_warps, tiles.num_stages, per_thread,
-                            f"tm={tiles.tm} bn={tiles.bn} nbk={tiles.nbk} w={tiles.num_warps} s={tiles.num_stages}"
-                            f" split_k={tiles.split_k}"))
+            for bias in biases:
+                tiles = dataclasses.replace(moe_gpu.pick_tiles(m, n, k, g, route), **(overrides or {}))
+                fn = functools.partial(moe_gpu.mxfp4_matmul_pallas, tiles=tiles, interpret=False)
+                args = (S((m, k), jnp.bfloat16), S((g, n, k // 32, 16), jnp.uint8), S((g, n, k // 32), jnp.uint8),
+                        S((g,), jnp.int32), None) + ((S((g, n), jnp.bfloat16),) if bias else ())
+                per_thread = tiles.bn * tiles.nbk * 32 / (32 * tiles.num_warps)
+                out.append(Case(name + ("" if bias else " (no bias)"), route, kind, fn, args, tiles.num_warps,
+                                tiles.num_stages, per_thread,
+                                f"tm={tiles.tm} bn={tiles.bn} nbk={tiles.nbk} w={tiles.num_warps} "
+                                f"s={tiles.num_stages} split_k={tiles.split_k}"))
     return out
 
 
@@ -223,6 +226,8 @@ def main(argv=None):
     ap.add_argument("--out", default=None, help="folder for IR, cubins, PTX and report.json (default: a temp dir)")
     ap.add_argument("--mix", action="store_true", help="print each hot loop's instruction mix")
     ap.add_argument("--tiles", default="", help="override pick_tiles, e.g. nbk=8,num_stages=3 (GpuTiles fields)")
+    ap.add_argument("--bias", default="with", choices=("with", "without", "both"),
+                    help="the expert biases in the kernel's epilogue (with: as the model calls it)")
     args = ap.parse_args(argv)
     routes = [r for r in args.routes.split(",") if r]
     unknown = set(routes) - set(DEQUANT_ROUTES)
@@ -233,7 +238,9 @@ def main(argv=None):
     out = args.out or tempfile.mkdtemp(prefix="triton_offline_")
     os.makedirs(out, exist_ok=True)
     overrides = {k: int(v) for k, v in (kv.split("=") for kv in args.tiles.split(",") if kv)}
-    cases = moe_cases(routes, set(args.shapes.split(",")), overrides) + ([attention_case()] if args.attention else [])
+    biases = {"with": (True,), "without": (False,), "both": (False, True)}[args.bias]
+    cases = (moe_cases(routes, set(args.shapes.split(",")), overrides, biases)
+             + ([attention_case()] if args.attention else []))
     rows = []
     for i, case in enumerate(cases):
         print(f"[{i + 1}/{len(cases)}] {case.name} {case.route or ''} ...", file=sys.stderr, flush=True)

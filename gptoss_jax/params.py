@@ -6,10 +6,15 @@ checkpoint/layouts.py), the synthetic writer draws it, and Orbax restores onto i
 
 Tree (P = num_layers / 2 layer pairs; every block leaf is stacked on a leading `layers` axis):
   embed [V, H]                      final_norm [H] f32          unembed [V, H]
-  layers/{sliding,full}/attn/  norm [H] f32, q_w [Nq, D, H], q_b [Nq, D], k_w/v_w [Nkv, D, H], k_b/v_b [Nkv, D],
-                               o_w [H, Nq, D], o_b [H], sinks [Nq]
+  layers/{sliding,full}/attn/  norm [H] f32, qkv_w [Nkv, G+2, D, H], qkv_b [Nkv, G+2, D], o_w [H, Nq, D], o_b [H],
+                               sinks [Nq]
   layers/{sliding,full}/mlp/   norm [H] f32, gate_w [E, H], gate_b [E], mlp1_w MXFP4 [E, 2I, H], mlp1_b [E, 2I],
                                mlp2_w MXFP4 [E, H, I], mlp2_b [E, H]
+
+q, k and v are ONE projection (one einsum, one bias add), grouped by KV head: G = Nq / Nkv, and row j of KV group g
+is q head g*G + j for j < G (the GQA order: q head n reads KV head n // G), k head g for j = G and v head g for
+j = G + 1. Tensor parallelism splits the groups, so a device holding KV heads [g0, g1) holds exactly the q heads
+that read them. Checkpoints store q, k and v apart (checkpoint/layouts.py maps their rows onto the groups).
 """
 from __future__ import annotations
 
@@ -73,17 +78,14 @@ def block_specs(cfg: ModelConfig) -> dict[str, dict[str, Any]]:
     """One transformer block (one layer): attention and MoE weights, unstacked."""
     H, D, Nq, Nkv, E, I = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads, cfg.num_experts,
                            cfg.intermediate_size)
+    G = cfg.q_per_kv
     bf16, f32 = "bfloat16", "float32"
     w_in = ("normal", 1 / math.sqrt(H))
     bias = ("normal", 0.02)
     attn = {
         "norm": ParamSpec((H,), f32, ("embed",), ("ones_noise", 0.1)),
-        "q_w": ParamSpec((Nq, D, H), bf16, ("q_heads", "head_dim", "embed"), w_in),
-        "q_b": ParamSpec((Nq, D), bf16, ("q_heads", "head_dim"), bias),
-        "k_w": ParamSpec((Nkv, D, H), bf16, ("kv_heads", "head_dim", "embed"), w_in),
-        "k_b": ParamSpec((Nkv, D), bf16, ("kv_heads", "head_dim"), bias),
-        "v_w": ParamSpec((Nkv, D, H), bf16, ("kv_heads", "head_dim", "embed"), w_in),
-        "v_b": ParamSpec((Nkv, D), bf16, ("kv_heads", "head_dim"), bias),
+        "qkv_w": ParamSpec((Nkv, G + 2, D, H), bf16, ("kv_heads", "qkv", "head_dim", "embed"), w_in),
+        "qkv_b": ParamSpec((Nkv, G + 2, D), bf16, ("kv_heads", "qkv", "head_dim"), bias),
         "o_w": ParamSpec((H, Nq, D), bf16, ("embed", "q_heads", "head_dim"), ("normal", 1 / math.sqrt(Nq * D))),
         "o_b": ParamSpec((H,), bf16, ("embed",), bias),
         "sinks": ParamSpec((Nq,), bf16, ("q_heads",), ("normal", 1.0)),
@@ -128,7 +130,7 @@ def path_str(path) -> str:
 
 
 def flat_specs(cfg: ModelConfig) -> dict[str, ParamSpec]:
-    """{'layers/sliding/attn/q_w': ParamSpec, ...} in a stable order."""
+    """{'layers/sliding/attn/qkv_w': ParamSpec, ...} in a stable order."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(model_specs(cfg), is_leaf=is_spec)
     return {path_str(p): s for p, s in leaves}
 

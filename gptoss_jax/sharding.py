@@ -27,6 +27,7 @@ LOGICAL_TO_MESH: dict[str, str | tuple[str, ...] | None] = {
     "q_heads": "tensor",
     "kv_heads": "tensor",
     "head_dim": None,
+    "qkv": None,            # q heads of a KV group, then its k and v head (params.py): split with the group
     "experts": EXPERT_AXES,
     "expert_mlp": None,     # whole experts a device: the MXFP4 K-blocks (90 for gpt-oss) stay unsplit
     "mxfp4_block": None,    # the trailing [K/32, 16] of packed weights

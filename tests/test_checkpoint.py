@@ -68,6 +68,39 @@ def test_written_files_read_with_the_safetensors_library(release):
     np.testing.assert_array_equal(k[0], qkv[q_rows + 16:q_rows + 32])
 
 
+@pytest.mark.parametrize("layout", [layouts.HF, layouts.ORIGINAL])
+def test_fused_qkv_boxes_spanning_q_k_and_v_are_read_exactly(release, layout):
+    """A device's box of the fused qkv weight [Nkv, G+2, D, H] may span q, k and v rows of the checkpoint: each
+    part it overlaps is read once, exactly its bytes, and the pieces land in place (q head g*G + j at [g, j])."""
+    from gptoss_jax import params as params_lib
+    from gptoss_jax.checkpoint import loader
+
+    folder = release if layout == layouts.HF else os.path.join(release, "original")
+    counter = ByteCounter()
+    ckpt = loader.OpenCheckpoint(layouts.locate(folder), counter)
+    Nq, Nkv, D, H, G = CFG.num_heads, CFG.num_kv_heads, CFG.head_dim, CFG.hidden_size, CFG.q_per_kv
+    read = lambda name: ckpt.where[name].read(name)
+    if layout == layouts.HF:
+        q, k, v = (read(f"model.layers.1.self_attn.{x}_proj.weight") for x in "qkv")
+    else:
+        qkv = read("block.1.attn.qkv.weight")                       # rows: every q head, then k, then v
+        q, k, v = qkv[:Nq * D], qkv[Nq * D:(Nq + Nkv) * D], qkv[(Nq + Nkv) * D:]
+    want = np.concatenate([q.reshape(Nkv, G, D, H), k.reshape(Nkv, 1, D, H), v.reshape(Nkv, 1, D, H)], axis=1)
+    assert np.array_equal(want[1, 1], q[3 * D:4 * D]) and np.array_equal(want[1, G], k[D:])   # the GQA order
+    spec = params_lib.flat_specs(CFG)["layers/full/attn/qkv_w"].unstacked()
+    parts = loader.sources_of(layouts.entries(CFG, layout))[("layers/full/attn/qkv_w", 0)]
+    boxes = [(slice(0, Nkv), slice(0, G + 2), slice(0, D), slice(0, H)),      # everything
+             (slice(1, 2), slice(G - 1, G + 1), slice(3, 9), slice(5, 40)),    # group 1's last q head and its k head
+             (slice(0, 2), slice(G, G + 2), slice(0, D), slice(0, H)),         # k and v
+             (slice(1, 2), slice(0, 1), slice(0, D), slice(7, 8))]             # one q head alone
+    for box in boxes:
+        counter.total = 0
+        got = loader.read_box(ckpt, parts, spec, box, set())
+        np.testing.assert_array_equal(got, want[box])
+        assert counter.total == got.nbytes, box                    # exactly the box's bytes, nothing twice
+    ckpt.close()
+
+
 def _rewrite(path, name, fn):
     """Rewrite one tensor of an original-layout file through fn(name, shape, dtype, array) -> (shape, dtype, array)."""
     f = SafetensorsFile(path)

@@ -190,6 +190,16 @@ def test_non_finite_weights_are_named_at_load(ckpt):
     _load(ckpt, check_finite=False)                                # the check can be skipped
 
 
+def test_non_finite_q_k_v_rows_name_the_tensors_of_the_fused_weight(ckpt):
+    """q_proj, k_proj and v_proj fill one weight (attn/qkv_b): the error names those tensors of that layer."""
+    _poke(ckpt, "model.layers.1.self_attn.k_proj.bias", 2, BF16_INF)
+    with pytest.raises(CheckpointError) as e:
+        _load(ckpt)
+    assert ("'model.layers.1.self_attn.q_proj.bias + model.layers.1.self_attn.k_proj.bias + "
+            "model.layers.1.self_attn.v_proj.bias' holds 0 NaN and 1 inf values") in str(e.value), str(e.value)
+    assert "layers.0" not in str(e.value)
+
+
 def test_non_finite_weights_in_an_orbax_folder_are_named(pristine, tmp_path):
     from gptoss_jax.checkpoint import orbax_io
 

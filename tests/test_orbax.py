@@ -3,6 +3,7 @@ import os
 
 import jax
 import numpy as np
+import pytest
 
 import gptoss_jax
 from gptoss_jax import sharding
@@ -43,3 +44,20 @@ def test_convert_refuses_to_overwrite(case_checkpoints, tmp_path):
     else:
         raise AssertionError("a second save into the same folder must be refused")
     assert os.path.exists(tmp_path / "o" / "config.json")
+
+
+def test_a_folder_saved_with_separate_q_k_v_weights_is_named(case_checkpoints, tmp_path):
+    """Folders converted before q, k and v became one weight hold attn/q_w, k_w, v_w: one clear error, no KeyError."""
+    case = CASES[0]
+    model = gptoss_jax.load(case_checkpoints[case.name], show_progress=False)
+    G = case.cfg.q_per_kv
+    params = jax.tree.map(lambda x: x, model.params)
+    for kind in ("sliding", "full"):
+        attn = params["layers"][kind]["attn"]
+        for suffix in ("w", "b"):
+            fused = attn.pop(f"qkv_{suffix}")                        # [P, Nkv, G+2, D, ...]
+            attn[f"q_{suffix}"] = fused[:, :, :G].reshape(fused.shape[0], -1, *fused.shape[3:])
+            attn[f"k_{suffix}"], attn[f"v_{suffix}"] = fused[:, :, G], fused[:, :, G + 1]
+    out = orbax_io.save(str(tmp_path / "old"), model.cfg, params)
+    with pytest.raises(orbax_io.CheckpointError, match=r"older gptoss-jax.*separate weights.*gptoss convert"):
+        gptoss_jax.load(out, show_progress=False)

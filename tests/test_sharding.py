@@ -31,6 +31,10 @@ def test_mesh_gives_same_logits(reference, case_checkpoints, shape):
     blocks = model.params["layers"]["sliding"]["mlp"]["mlp1_w"].blocks
     per_device = {s.data.shape[1] for s in blocks.addressable_shards}
     assert per_device == {case.cfg.num_experts // (shape[1] * shape[2])}
+    # ... and whole KV groups of the fused qkv: its KV heads with exactly the q heads that read them
+    qkv = model.params["layers"]["full"]["attn"]["qkv_w"]
+    assert {s.data.shape[1:3] for s in qkv.addressable_shards} == {(case.cfg.num_kv_heads // shape[2],
+                                                                    case.cfg.q_per_kv + 2)}
     got = np.asarray(model(tokens))
     assert np.abs(got - want).max() <= 1e-4
 
@@ -39,7 +43,7 @@ def test_sharding_table_drives_every_weight():
     cfg = CASES[2].cfg
     mesh = sharding.make_mesh((2, 2, 2), jax.devices())
     sh = params_lib.shardings(cfg, mesh)
-    assert sh["layers"]["full"]["attn"]["q_w"].spec == jax.sharding.PartitionSpec(None, "tensor", None, None)
+    assert sh["layers"]["full"]["attn"]["qkv_w"].spec == jax.sharding.PartitionSpec(None, "tensor", None, None, None)
     assert sh["layers"]["full"]["mlp"]["mlp1_w"].blocks.spec[1] == ("expert", "tensor")
     assert sh["unembed"].spec[0] == "tensor"
 

@@ -1,8 +1,10 @@
 """The two release layouts as name maps between checkpoint tensors and the weights of params.model_specs.
 
-A checkpoint tensor is made of one or more row ranges, each one weight of one layer reshaped (the fused original
-qkv holds q, k and v of a layer). The loader reads the map one way (weight <- rows of a tensor), the synthetic
-writer the other (tensor <- weights), so the two can never disagree.
+A checkpoint tensor is made of one or more row ranges, each one weight of one layer reshaped, or a slice of one
+along the weight's axis 1: the fused qkv weight [Nkv, G+2, D, H] (params.py) takes its q heads (j < G), its k head
+(j = G) and its v head (j = G+1) from three row ranges, of the original layout's one qkv tensor or of HF's q_proj,
+k_proj and v_proj. The loader reads the map one way (weight <- rows of tensors), the synthetic writer the other
+(tensor <- weights), so the two can never disagree.
 """
 from __future__ import annotations
 
@@ -23,11 +25,23 @@ HF_INDEX = "model.safetensors.index.json"
 
 @dataclasses.dataclass(frozen=True)
 class Part:
-    """Rows [row_start, row_stop) of a checkpoint tensor are weight `param` of layer pair `pair` (None: unstacked)."""
+    """Rows [row_start, row_stop) of a checkpoint tensor are weight `param` of layer pair `pair` (None: unstacked),
+    reshaped: the whole weight, or with `axis1` = (start, stop) the slice [:, start:stop] of the (unstacked) weight.
+
+    drawn_as: the name the synthetic writer draws the rows' values under (default `param`): q, k and v keep the
+    names they had as separate weights, so synthetic checkpoints stay byte-identical for a seed."""
     param: str
     pair: int | None
     row_start: int
     row_stop: int
+    axis1: tuple[int, int] | None = None
+    drawn_as: str | None = None
+
+    def view_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The shape these rows take: the weight's (unstacked) `shape`, or its slice along axis 1."""
+        if self.axis1 is None:
+            return tuple(shape)
+        return (shape[0], self.axis1[1] - self.axis1[0], *shape[2:])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,24 +73,23 @@ def _layout(cfg: ModelConfig, names: dict[str, str], fused_qkv: bool, norm_dtype
             path, pair = _layer_param(n, param)
             return TensorEntry(names[key].format(n=n), shape, dtype, (Part(path, pair, 0, rows or shape[0]),), alt)
 
-        def fused(suffix):
-            qn, kn = Nq * D, Nkv * D
-            parts = []
-            for param, start, count in (("attn/q_" + suffix, 0, qn), ("attn/k_" + suffix, qn, kn),
-                                        ("attn/v_" + suffix, qn + kn, kn)):
-                path, pair = _layer_param(n, param)
-                parts.append(Part(path, pair, start, start + count))
-            return parts
+        def qkv_part(x, suffix, start):
+            """The rows of all q (or k or v) heads of this layer, from row `start`: a slice of axis 1 of qkv_w."""
+            G = cfg.q_per_kv
+            heads, j = {"q": (Nq, (0, G)), "k": (Nkv, (G, G + 1)), "v": (Nkv, (G + 1, G + 2))}[x]
+            path, pair = _layer_param(n, f"attn/qkv_{suffix}")
+            return Part(path, pair, start, start + heads * D, j, _layer_param(n, f"attn/{x}_{suffix}")[0])
 
-        if fused_qkv:
+        if fused_qkv:   # rows: every q head, then k, then v
             qkv = (Nq + 2 * Nkv) * D
-            wp, bp = fused("w"), fused("b")
-            out.append(TensorEntry(names["qkv_w"].format(n=n), (qkv, H), "bfloat16", tuple(wp), floats))
-            out.append(TensorEntry(names["qkv_b"].format(n=n), (qkv,), "bfloat16", tuple(bp), floats))
+            for suffix, shape in (("w", (qkv, H)), ("b", (qkv,))):
+                parts = (qkv_part("q", suffix, 0), qkv_part("k", suffix, Nq * D), qkv_part("v", suffix, (Nq + Nkv) * D))
+                out.append(TensorEntry(names[f"qkv_{suffix}"].format(n=n), shape, "bfloat16", parts, floats))
         else:
             for x, heads in (("q", Nq), ("k", Nkv), ("v", Nkv)):
-                out.append(ent(f"{x}_w", (heads * D, H), "bfloat16", f"attn/{x}_w"))
-                out.append(ent(f"{x}_b", (heads * D,), "bfloat16", f"attn/{x}_b"))
+                for suffix, shape in (("w", (heads * D, H)), ("b", (heads * D,))):
+                    out.append(TensorEntry(names[f"{x}_{suffix}"].format(n=n), shape, "bfloat16",
+                                           (qkv_part(x, suffix, 0),), floats))
         out += [
             ent("attn_norm", (H,), norm_dtype, "attn/norm"),
             ent("o_w", (H, Nq * D), "bfloat16", "attn/o_w"),

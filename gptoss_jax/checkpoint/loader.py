@@ -95,10 +95,47 @@ def _to_spec_dtype(arr: np.ndarray, spec: params_lib.ParamSpec, name: str, warne
     return out
 
 
+def _tensor_names(parts) -> str:
+    """The checkpoint tensors a weight of one layer is read from (HF: q_proj + k_proj + v_proj for the fused qkv)."""
+    return " + ".join(dict.fromkeys(e.name for e, _ in parts))
+
+
 @functools.partial(jax.jit, donate_argnums=(0,))
 def _put_layer(full, part, i):
     """Layer i of a stacked weight, in place in the donated buffer."""
     return full.at[i].set(part)
+
+
+Sources = dict[tuple[str, int | None], list[tuple[layouts.TensorEntry, layouts.Part]]]
+
+
+def sources_of(entries: list[layouts.TensorEntry]) -> Sources:
+    """{(weight path, layer pair): the tensor rows that fill it}: several for the fused qkv, in axis-1 order."""
+    sources: Sources = {}
+    for e in entries:
+        for part in e.parts:
+            sources.setdefault((part.param, part.pair), []).append((e, part))
+    for parts in sources.values():
+        parts.sort(key=lambda ep: ep[1].axis1 or (0, 0))
+    return sources
+
+
+def read_box(ckpt: OpenCheckpoint, parts, spec: params_lib.ParamSpec, index: tuple[slice, ...],
+             warned: set) -> np.ndarray:
+    """The box `index` (unit-step slices with start and stop) of a weight of one layer, read exactly from the rows
+    of each part it overlaps: a box of the fused qkv may span q, k and v (one read each, joined along axis 1)."""
+    pieces = []
+    for entry, part in parts:
+        sub = index
+        if part.axis1 is not None:
+            lo, hi = max(index[1].start, part.axis1[0]), min(index[1].stop, part.axis1[1])
+            if lo >= hi:
+                continue
+            sub = (index[0], slice(lo - part.axis1[0], hi - part.axis1[0]), *index[2:])
+        arr = ckpt.where[entry.name].read(entry.name, sub, view_shape=part.view_shape(spec.shape),
+                                          row_offset=part.row_start)
+        pieces.append(_to_spec_dtype(arr, spec, entry.name, warned))
+    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
 
 
 def _sharding_for(mesh, axes):
@@ -116,10 +153,7 @@ def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counte
     ckpt = OpenCheckpoint(located, counter)
     try:
         entries = validate(ckpt, cfg)
-        sources: dict[tuple[str, int | None], tuple[layouts.TensorEntry, layouts.Part]] = {}
-        for e in entries:
-            for part in e.parts:
-                sources[(part.param, part.pair)] = (e, part)
+        sources = sources_of(entries)
         specs = params_lib.flat_specs(cfg)
         for path, spec in specs.items():
             sharding.check_divisible(mesh, spec.shape, spec.axes, path)
@@ -129,20 +163,18 @@ def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counte
         warned: set = set()
 
         def read_layer(path: str, pair: int | None, spec: params_lib.ParamSpec):
-            entry, part = sources[(path, pair)]
-            f = ckpt.where[entry.name]
-
+            parts = sources[(path, pair)]
             boxes: dict = {}  # devices holding the same box (replicas) share one read: once per process
 
             def cb(index):
+                index = tuple(slice(*s.indices(d)[:2]) for s, d in zip(index, spec.shape))
                 box = tuple((s.start, s.stop) for s in index)
                 if box not in boxes:
-                    arr = f.read(entry.name, index, view_shape=spec.shape, row_offset=part.row_start)
-                    boxes[box] = _to_spec_dtype(arr, spec, entry.name, warned)
+                    boxes[box] = read_box(ckpt, parts, spec, index, warned)
                 return boxes[box]
 
             arr = jax.make_array_from_callback(spec.shape, _sharding_for(mesh, spec.axes), cb)
-            bar.update(spec.nbytes, entry.name)
+            bar.update(spec.nbytes, _tensor_names(parts))
             return arr
 
         out = {}
@@ -159,7 +191,7 @@ def load_params(located: layouts.Located, cfg: ModelConfig, mesh=None, *, counte
         bar.close()
         if check_finite:
             finite.check(out, specs, f"checkpoint {located.folder}", mesh=mesh,
-                         name_of=lambda path, pair: sources[(path, pair)][0].name)
+                         name_of=lambda path, pair: _tensor_names(sources[(path, pair)]))
         return params_lib.map_specs(lambda p, s: out[p], cfg)
     finally:
         ckpt.close()

@@ -86,6 +86,10 @@ def _check_stored(path: str, cfg: ModelConfig, stored, target) -> None:
     if not have:
         raise CheckpointError(f"{path}/params: no readable Orbax weights there (missing or damaged); expected the "
                               f"params/ folder `gptoss convert` writes")
+    if any(k.endswith("/attn/q_w") for k in have) and not any(k.endswith("/attn/qkv_w") for k in have):
+        raise CheckpointError(f"{path}: saved by an older gptoss-jax, with q, k and v as separate weights (attn/q_w, "
+                              f"k_w, v_w); this version holds them as one (attn/qkv_w): convert the original "
+                              f"checkpoint again with `gptoss convert`")
     problems = [f"missing weight {k!r}" for k in want if k not in have]
     problems += [f"weight {k!r} is stored as {have[k].dtype}{list(have[k].shape)}, config.json expects "
                  f"{w.dtype}{list(w.shape)}" for k, w in want.items()

@@ -7,6 +7,7 @@ scales that give a weight std of about 1/sqrt(fan-in). Tensors are produced one 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -61,7 +62,10 @@ def _producer(cfg: ModelConfig, seed: int, entries: list[layouts.TensorEntry], b
             spec = specs[part.param]
             if part.pair is not None:
                 spec = spec.unstacked()
-            value = draw(spec, seed, part.param, part.pair)
+            # the part's own shape (a slice of the fused qkv), drawn under its own name: the same values as when
+            # q, k and v were separate weights
+            spec = dataclasses.replace(spec, shape=part.view_shape(spec.shape))
+            value = draw(spec, seed, part.drawn_as or part.param, part.pair)
             pieces.append(value.reshape(part.row_stop - part.row_start, *e.shape[1:]))
         arr = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
         arr = arr.astype(_np_dtype(e.dtype))

@@ -27,12 +27,13 @@ from typing import Callable
 import jax
 
 from gptoss_jax.errors import KernelError
-from gptoss_jax.kernels.moe_reference import expert_matmul_reference
+from gptoss_jax.kernels.moe_reference import add_group_bias, expert_matmul_reference
 
 __all__ = ["ATTENTION_IMPLS", "DEQUANT_ROUTES", "REFERENCE", "KernelError", "Kernels", "available", "decode_attention",
            "expert_matmul", "prefill_attention", "register"]
 
 _IMPLS: dict[str, Callable] = {"reference": expert_matmul_reference}
+_TAKES_BIAS: set[str] = {"reference"}      # implementations that add the bias themselves (see register)
 # backend -> names to try in order for "auto"
 _AUTO_ORDER: dict[str, list[str]] = {"cpu": ["reference"], "gpu": ["reference"], "tpu": ["reference"]}
 # backend a compiled (non-interpret) kernel needs; without it the name resolves to the reference
@@ -42,10 +43,14 @@ ATTENTION_IMPLS = ("xla", "pallas_gpu", "pallas_gpu_interpret")
 DEQUANT_ROUTES = ("kperm", "e4m3", "asm")
 
 
-def register(name: str, fn: Callable, *, auto_on: tuple[str, ...] = (), needs: str | None = None) -> None:
+def register(name: str, fn: Callable, *, auto_on: tuple[str, ...] = (), needs: str | None = None,
+             takes_bias: bool = False) -> None:
     """Add an MoE implementation: fn(x, w, group_sizes, *, layer=None, dequant=...) -> f32 [M, N].
-    auto_on: backends where "auto" prefers it; needs: the backend it must run on (else the reference runs)."""
+    auto_on: backends where "auto" prefers it; needs: the backend it must run on (else the reference runs);
+    takes_bias: fn adds a `bias=` [G, N] itself (else expert_matmul adds it in jnp after the call)."""
     _IMPLS[name] = fn
+    if takes_bias:
+        _TAKES_BIAS.add(name)
     if needs:
         _NEEDS_BACKEND[name] = needs
     for backend in auto_on:
@@ -103,12 +108,14 @@ REFERENCE = Kernels("reference", "xla", DEQUANT_ROUTES[0])
 
 
 def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str = "reference",
-                  dequant: str = DEQUANT_ROUTES[0], layer=None) -> jax.Array:
+                  dequant: str = DEQUANT_ROUTES[0], layer=None, bias: jax.Array | None = None) -> jax.Array:
     """Grouped (ragged) matmul against MXFP4 expert weights, by the implementation named `impl` (a resolved name).
 
     x [M, K] in the compute dtype, rows sorted by expert; w an Mxfp4Weight [G, N, K] (or a dense [G, N, K] array);
-    group_sizes [G] int32. Returns float32 [M, N]: out[m] = x[m] @ W[group(m)].T, zeros for rows past the groups.
-    dequant: the MXFP4 decoding route (GPU kernel only).
+    group_sizes [G] int32. Returns float32 [M, N]: out[m] = x[m] @ W[group(m)].T (+ bias[group(m)]), zeros for rows
+    past the groups. dequant: the MXFP4 decoding route (GPU kernel only).
+    bias (optional, [G, N], this layer's): added in the GPU kernel's epilogue, in the reference's loop, in jnp
+    after the TPU kernel and any implementation registered without takes_bias.
 
     layer (optional int32 scalar): w is stacked over layers, [P, G, N, K], and layer `layer` is used. Kernels then
     read the routed experts of that layer straight from the stacked weights; slicing w[layer] in XLA instead (as a
@@ -120,7 +127,10 @@ def expert_matmul(x: jax.Array, w, group_sizes: jax.Array, *, impl: str = "refer
     kw = {} if layer is None else {"layer": layer}
     if impl.startswith("pallas_gpu"):
         kw["dequant"] = dequant
-    return fn(x, w, group_sizes, **kw)
+    if bias is not None and impl in _TAKES_BIAS:
+        kw["bias"], bias = bias, None
+    out = fn(x, w, group_sizes, **kw)
+    return out if bias is None else add_group_bias(out, bias, group_sizes)
 
 
 def _lazy(module: str, attr: str, **kwargs) -> Callable:
@@ -131,10 +141,11 @@ def _lazy(module: str, attr: str, **kwargs) -> Callable:
     return call
 
 
-register("pallas_gpu", _lazy("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu"), auto_on=("gpu",), needs="gpu")
-register("pallas_gpu_interpret", _lazy("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu", interpret=True))
-register("pallas_tpu", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu"), auto_on=("tpu",), needs="tpu")
-register("pallas_tpu_interpret", _lazy("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu", interpret=True))
+_GPU, _TPU = ("gptoss_jax.kernels.moe_gpu", "expert_matmul_gpu"), ("gptoss_jax.kernels.moe_tpu", "expert_matmul_tpu")
+register("pallas_gpu", _lazy(*_GPU), auto_on=("gpu",), needs="gpu", takes_bias=True)
+register("pallas_gpu_interpret", _lazy(*_GPU, interpret=True), takes_bias=True)
+register("pallas_tpu", _lazy(*_TPU), auto_on=("tpu",), needs="tpu", takes_bias=True)
+register("pallas_tpu_interpret", _lazy(*_TPU, interpret=True), takes_bias=True)
 
 
 def _attention_impl(impl: str, what: str) -> bool:

@@ -19,6 +19,8 @@ Design (see kernels/README.md for the reasoning and what still needs measuring o
 - Ragged edges (N % bn, K % bk, rows past M) are handled with masked loads (weights -> byte 0 = +0.0, x -> 0).
 - Split K (`split_k`, decode only): when few experts are hit (batch 1: 4), the K loop is shared among programs
   that write partial sums [split_k, M, N]; XLA adds them (a few hundred KB at decode shapes).
+- Bias (optional [G, N]): the window's expert's row is added to the tile in the epilogue, after the K loop (split
+  K: share 0 only). The SwiGLU between the two expert matmuls stays outside: with split K it needs the whole sum.
 
 Falls back to the jnp reference for dense (unpacked) weights, and when no GPU backend is present unless
 `interpret=True` (CPU tests run the same kernel body through Pallas' interpreter).
@@ -92,8 +94,9 @@ def pick_tiles(m: int, n: int, k: int, g: int, dequant: str = DEQUANT_ROUTES[0])
     return GpuTiles(tm=tm, bn=bn, nbk=nbk, num_warps=warps, num_stages=stages, dequant=dequant, split_k=split)
 
 
-def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTiles, m: int, n: int, k: int,
+def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, *refs, tiles: GpuTiles, m: int, n: int, k: int,
             g: int, lanes: int, use_asm: bool):
+    bias_ref, out_ref = refs if len(refs) == 2 else (None, refs[0])     # the bias is optional
     tm, bn, nbk = tiles.tm, tiles.bn, tiles.nbk
     j, v, share = pl.program_id(0), pl.program_id(1), pl.program_id(2)
     lane = jnp.arange(lanes, dtype=jnp.int32)
@@ -148,6 +151,12 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
         first = share * per_share
         last = jnp.minimum(first + per_share, steps)
         acc, _ = lax.fori_loop(first, last, k_step, (jnp.zeros((bn, tm), jnp.float32), scales_at(first)[1]))
+        if bias_ref is not None:      # epilogue: the expert's bias (split K: in share 0's partial sum only)
+            bias = pltr.load(bias_ref.at[group, pl.ds(j * bn, bn)], mask=col_ok,
+                             other=None if col_ok is None else 0).astype(jnp.float32)
+            if tiles.split_k > 1:
+                bias = jnp.where(share == 0, bias, 0.0)
+            acc = acc + bias[:, None]
         pltr.store(out_tile, acc.T, mask=out_mask)
 
     @pl.when(group == g)                                     # rows past the groups: zeros
@@ -158,12 +167,13 @@ def _kernel(sizes_ref, x_ref, blocks_ref, scales_ref, out_ref, *, tiles: GpuTile
 # jitted so that a caller that drops the result can drop the call: pallas_call itself is never dead-code eliminated,
 # which flax's nn.scan (the model's layer loop) rejects as "broadcasted variable has a data dependency".
 @functools.partial(jax.jit, static_argnames=("tiles", "interpret", "dequant"))
-def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None, *,
-                        tiles: GpuTiles | None = None, interpret: bool = False,
+def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_sizes: jax.Array, layer=None,
+                        bias: jax.Array | None = None, *, tiles: GpuTiles | None = None, interpret: bool = False,
                         dequant: str = DEQUANT_ROUTES[0]) -> jax.Array:
     """The kernel itself: x [M, K], blocks [G, N, K/32, 16] u8, scales [G, N, K/32] u8, group_sizes [G] -> f32.
 
     With `layer`, blocks/scales carry a leading layer axis ([P, G, ...]) and that layer's experts are read in place.
+    bias (optional) [G, N]: each window's expert's row added in the epilogue, after the K loop.
     dequant: the decoding route when `tiles` is not given (explicit tiles carry their own).
     """
     if layer is None:
@@ -172,6 +182,8 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
     g, n = blocks.shape[1:3]
     if k % BLOCK or blocks.shape[3] * BLOCK != k:
         raise ValueError(f"x has K={k} but the weights hold K={blocks.shape[3] * BLOCK} (multiples of {BLOCK})")
+    if bias is not None and bias.shape != (g, n):
+        raise ValueError(f"bias has shape {list(bias.shape)}, expected [experts, N] = {[g, n]}")
     tiles = tiles or pick_tiles(m, n, k, g, dequant)
     lanes = _pow2_at_least(g + 1, 16)
     sizes = jnp.pad(jnp.concatenate([group_sizes.astype(jnp.int32),
@@ -188,28 +200,37 @@ def mxfp4_matmul_pallas(x: jax.Array, blocks: jax.Array, scales: jax.Array, grou
         interpret=interpret,
         compiler_params=pltr.CompilerParams(num_warps=tiles.num_warps, num_stages=tiles.num_stages),
         name="mxfp4_expert_matmul",
-    )(sizes, x, blocks, scales)
+    )(sizes, x, blocks, scales, *(() if bias is None else (bias,)))
     return partial_sums[0] if tiles.split_k == 1 else jnp.sum(partial_sums, axis=0)
 
 
 _warned: set[str] = set()
 
 
-def _fallback(reason: str, x, w, group_sizes, layer):
+def _fallback(reason: str, x, w, group_sizes, layer, bias):
     if reason not in _warned:
         _warned.add(reason)
         log.warning("MoE kernel pallas_gpu: %s; using the jnp reference", reason)
-    return expert_matmul_reference(x, w, group_sizes, layer=layer)
+    return expert_matmul_reference(x, w, group_sizes, layer=layer, bias=bias)
+
+
+def _backend() -> str:
+    """The platform being lowered for: an abstract device's (kernels/offline.py lowers for a GPU that is not
+    here, e.g. `gptoss bench`'s op counts on a CPU machine), else JAX's default backend."""
+    device = getattr(jax.sharding.get_abstract_mesh(), "abstract_device", None)
+    return getattr(device, "platform", None) or jax.default_backend()
 
 
 def expert_matmul_gpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret: bool = False,
-                      tiles: GpuTiles | None = None, dequant: str = DEQUANT_ROUTES[0]) -> jax.Array:
-    """`kernels.expert_matmul` on a GPU; the reference where the kernel does not apply (dense weights, no GPU)."""
+                      tiles: GpuTiles | None = None, dequant: str = DEQUANT_ROUTES[0],
+                      bias: jax.Array | None = None) -> jax.Array:
+    """`kernels.expert_matmul` on a GPU (bias in the kernel's epilogue); the reference where the kernel does not
+    apply (dense weights, no GPU)."""
     if not isinstance(w, Mxfp4Weight):
-        return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer)
-    if not interpret and jax.default_backend() != "gpu":
-        return _fallback(f"no GPU backend (backend is {jax.default_backend()})", x, w, group_sizes, layer)
+        return _fallback("dense (unpacked) expert weights", x, w, group_sizes, layer, bias)
+    if not interpret and _backend() != "gpu":
+        return _fallback(f"no GPU backend (backend is {_backend()})", x, w, group_sizes, layer, bias)
     if x.shape[0] == 0:
         return jnp.zeros((0, w.blocks.shape[-3]), jnp.float32)
-    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, tiles=tiles, interpret=interpret,
+    return mxfp4_matmul_pallas(x, w.blocks, w.scales, group_sizes, layer, bias, tiles=tiles, interpret=interpret,
                                dequant=dequant)

@@ -32,12 +32,13 @@ def expert_weight(w, g, dtype, layer=None) -> jax.Array:
 
 
 def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: int | None = None,
-                            layer=None) -> jax.Array:
-    """out[m] = x[m] @ W[group(m)].T for rows inside the groups; rows past sum(group_sizes) give zeros.
+                            layer=None, bias: jax.Array | None = None) -> jax.Array:
+    """out[m] = x[m] @ W[group(m)].T (+ bias[group(m)]) for rows inside the groups; rows past sum(group_sizes) give
+    zeros.
 
     x [M, K] (bf16 or f32: the compute dtype), w Mxfp4Weight [G, N, K] or a dense [G, N, K] array,
     group_sizes [G] int32 (rows sorted by group). With `layer` (an int32 scalar), w is stacked over layers,
-    [P, G, N, K], and layer `layer` is used. Returns float32 [M, N].
+    [P, G, N, K], and layer `layer` is used. bias (optional): [G, N], this layer's. Returns float32 [M, N].
     """
     m, k = x.shape
     n_groups = group_sizes.shape[0]
@@ -58,6 +59,8 @@ def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: 
             xt = lax.dynamic_slice_in_dim(xp, tile * tm, tm, 0)
             wt = expert_weight(w, g, x.dtype, layer)
             y = jnp.einsum("mk,nk->mn", xt, wt, preferred_element_type=jnp.float32, precision=precision)
+            if bias is not None:
+                y = y + lax.dynamic_index_in_dim(bias, g, 0).astype(jnp.float32)
             y = jnp.where(mine[:, None], y, 0.0)
             acc = lax.dynamic_slice_in_dim(out, tile * tm, tm, 0)
             return lax.dynamic_update_slice_in_dim(out, acc + y, tile * tm, 0)
@@ -68,3 +71,17 @@ def expert_matmul_reference(x: jax.Array, w, group_sizes: jax.Array, *, tile_m: 
     out, _ = lax.scan(visit, out, jnp.arange(sched.tile.shape[0]))
     del n_groups, k
     return out[:m]
+
+
+def add_group_bias(out: jax.Array, bias: jax.Array, group_sizes: jax.Array) -> jax.Array:
+    """out [M, N] f32 plus bias[g] [G, N] on the rows of group g; rows past sum(group_sizes) stay as they are.
+
+    The epilogue the GPU kernel applies in-kernel, in jnp for the other paths (so every path gives the same)."""
+    m = out.shape[0]
+    ends = jnp.cumsum(group_sizes.astype(jnp.int32))
+    rows = jnp.arange(m, dtype=jnp.int32)
+    # the group of each row: how many groups end at or before it (the tail past the groups: G)
+    method = "compare_all" if m * ends.shape[0] <= (1 << 16) else "scan"
+    group = jnp.searchsorted(ends, rows, side="right", method=method)
+    padded = jnp.concatenate([bias.astype(jnp.float32), jnp.zeros((1, bias.shape[1]), jnp.float32)])
+    return out + padded[group]

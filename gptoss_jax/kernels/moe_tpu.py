@@ -31,7 +31,7 @@ from jax.experimental.pallas import tpu as pltpu
 
 from gptoss_jax.kernels import dequant
 from gptoss_jax.kernels.groups import visit_schedule, with_tail
-from gptoss_jax.kernels.moe_reference import expert_matmul_reference
+from gptoss_jax.kernels.moe_reference import add_group_bias, expert_matmul_reference
 from gptoss_jax.mxfp4 import BLOCK, Mxfp4Weight
 
 VMEM_LIMIT_BYTES = 64 * 1024 * 1024
@@ -118,8 +118,11 @@ def mxfp4_matmul_tpu(x: jax.Array, blocks: jax.Array, scales: jax.Array, group_s
     return out[:m]
 
 
-def expert_matmul_tpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret=False) -> jax.Array:
-    """`kernels.expert_matmul` on a TPU; the reference for dense weights or where no TPU backend is present."""
+def expert_matmul_tpu(x: jax.Array, w, group_sizes: jax.Array, *, layer=None, interpret=False,
+                      bias: jax.Array | None = None) -> jax.Array:
+    """`kernels.expert_matmul` on a TPU (bias added in jnp after the kernel); the reference for dense weights or
+    where no TPU backend is present."""
     if not isinstance(w, Mxfp4Weight) or (not interpret and jax.default_backend() != "tpu"):
-        return expert_matmul_reference(x, w, group_sizes, layer=layer)
-    return mxfp4_matmul_tpu(x, w.blocks, w.scales, group_sizes, layer, interpret=interpret)
+        return expert_matmul_reference(x, w, group_sizes, layer=layer, bias=bias)
+    out = mxfp4_matmul_tpu(x, w.blocks, w.scales, group_sizes, layer, interpret=interpret)
+    return out if bias is None else add_group_bias(out, bias, group_sizes)

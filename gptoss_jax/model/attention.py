@@ -1,4 +1,4 @@
-"""Grouped-query attention with qkv biases, YaRN RoPE, learned sinks and an optional sliding window.
+"""Grouped-query attention: q, k and v in one biased projection, YaRN RoPE, learned sinks, an optional window.
 
 The cases, and where each reads its keys (all in place or in position order, so `attend` (model/attend.py) and the
 kernels can skip what no query sees):
@@ -82,13 +82,15 @@ class Attention(nn.Module):
         precision = lax.Precision.HIGHEST if dt == jnp.float32 else None
         h = rms_norm(x, p("norm"), cfg.rms_norm_eps).astype(dt)
 
-        def proj(w, b):
-            y = jnp.einsum("bth,ndh->btnd", h, w.astype(dt), preferred_element_type=jnp.float32, precision=precision)
-            return y + b.astype(jnp.float32)
-
-        q = sharding.constrain(proj(p("q_w"), p("q_b")), mesh, ("batch", "seq", "q_heads", "head_dim"))
-        k = sharding.constrain(proj(p("k_w"), p("k_b")), mesh, ("batch", "seq", "kv_heads", "head_dim"))
-        v = proj(p("v_w"), p("v_b"))
+        # q, k and v in one projection, grouped by KV head (params.py): y[..., g, j] is q head g*G + j for j < G,
+        # k head g for j = G and v head g for j = G + 1
+        y = jnp.einsum("bth,gjdh->btgjd", h, p("qkv_w").astype(dt), preferred_element_type=jnp.float32,
+                       precision=precision) + p("qkv_b").astype(jnp.float32)
+        G = cfg.q_per_kv
+        q = sharding.constrain(y[..., :G, :].reshape(*y.shape[:2], cfg.num_heads, cfg.head_dim), mesh,
+                               ("batch", "seq", "q_heads", "head_dim"))
+        k = sharding.constrain(y[..., G, :], mesh, ("batch", "seq", "kv_heads", "head_dim"))
+        v = y[..., G + 1, :]
         cos, sin = rope_cos_sin(cfg, positions)
         q = apply_rope(q, cos, sin).astype(dt)
         k = apply_rope(k, cos, sin).astype(dt)

@@ -72,18 +72,19 @@ def experts_local(cfg: ModelConfig, h, top_i, top_w, w1, b1, w2, b2, expert_offs
     row_expert = jnp.where(mine, local, e_loc).reshape(-1)           # [N*k], e_loc = not here
     dest, source, group_sizes = group_by_expert(row_expert, e_loc)
     x_rows = h[source // k]                                            # [M, H], rows grouped by expert
-    e_row = jnp.minimum(row_expert[source], e_loc - 1)
 
-    matmul = lambda rows, w: expert_matmul(rows, w, group_sizes, impl=kernel.moe, dequant=kernel.dequant,
-                                           layer=layer)
+    # the biases go in the expert matmul (the GPU kernel adds its expert's row in its epilogue); the SwiGLU stays
+    # between the two (with split K at decode it needs the whole sum)
+    matmul = lambda rows, w, b: expert_matmul(rows, w, group_sizes, impl=kernel.moe, dequant=kernel.dequant,
+                                              layer=layer, bias=b)
     with jax.named_scope("mlp1"):
-        a = matmul(x_rows, w1) + b1[e_row].astype(jnp.float32)
+        a = matmul(x_rows, w1, b1)
     with jax.named_scope("swiglu"):
         a = swiglu(a, cfg.swiglu_alpha, cfg.swiglu_limit).astype(dtype)
     with jax.named_scope("mlp2"):
-        y = matmul(a, w2) + b2[e_row].astype(jnp.float32)
+        y = matmul(a, w2, b2)
     # back to (token, choice) order by gathering at dest; choices routed to other devices' experts weigh 0 (their
-    # rows hold only the clamped expert's bias)
+    # rows are past the groups: zeros)
     y = y[dest].reshape(n, k, -1)
     w = jnp.where(mine, top_w, 0.0)
     return jnp.einsum("nkh,nk->nh", y, w, precision=lax.Precision.HIGHEST)

@@ -64,6 +64,31 @@ def test_gpu_kernel_matches_reference(sizes, n, k, extra, tiles):
     np.testing.assert_allclose(np.asarray(run(x16, w, gs)), ref16, rtol=1e-5, atol=1e-5 * np.abs(ref16).max())
 
 
+BIAS_CASES = [GPU_CASES[1], GPU_CASES[2], GPU_CASES[7], GPU_CASES[5]]   # decode; N edge + tail; split K; tail only
+
+
+@pytest.mark.parametrize("sizes,n,k,extra,tiles", BIAS_CASES)
+def test_bias_in_the_gpu_epilogue_is_the_grouped_bias(sizes, n, k, extra, tiles):
+    """With a bias, every path gives out + bias[group] on the rows inside the groups (split K: added once) and zeros
+    past them; the GPU kernel adds it in its epilogue, the reference and TPU paths in jnp."""
+    x, w, gs, _ = _problem(sizes, n, k, extra, seed=3 + n + k)
+    bias = jnp.asarray(np.random.default_rng(n).standard_normal((len(sizes), n)), jnp.bfloat16)
+    group = np.repeat(np.arange(len(sizes) + 1), list(sizes) + [extra])
+    with_zero_row = np.concatenate([np.asarray(bias, np.float32), np.zeros((1, n), np.float32)])
+    run = jax.jit(functools.partial(moe_gpu.expert_matmul_gpu, interpret=True, tiles=tiles))
+    plain = np.asarray(run(x, w, gs))
+    want = plain + with_zero_row[group]
+    got = _poisoned(lambda: run(x, w, gs, bias=bias))
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6 * np.abs(want).max())
+    assert (np.abs(got - plain)[:sum(sizes)] > 0).any() or sum(sizes) == 0
+    np.testing.assert_array_equal(got[sum(sizes):], 0)
+    # an implementation registered without takes_bias never sees the bias: expert_matmul adds it after the call
+    kernels.register("no_bias_arg", lambda x, w, gs, *, layer=None: kernels.expert_matmul(x, w, gs, layer=layer))
+    for impl in ("reference", "pallas_tpu_interpret", "pallas_gpu_interpret", "no_bias_arg"):
+        other = np.asarray(kernels.expert_matmul(x, w, gs, impl=impl, bias=bias))
+        np.testing.assert_allclose(other, want, rtol=2e-5, atol=2e-5 * np.abs(want).max())
+
+
 TPU_CASES = [
     ([0, 1, 0, 2, 1, 0, 0, 0], 64, 64, 0),                  # decode
     ([37, 0, 5, 70, 1], 48, 96, 3),                          # several row tiles, groups straddling them, tail
@@ -146,3 +171,17 @@ def test_gpu_kernel_decodes_every_code_and_scale_like_the_reference():
     dense = mxfp4.unpack_np(blocks[0], scales[0])                                  # [n, k] float32
     normal = np.abs(dense) >= np.finfo(np.float32).tiny                           # CPU dots flush subnormals
     np.testing.assert_array_equal(got.T[normal], dense[normal])
+
+
+def test_model_with_the_gpu_moe_kernel_gives_the_reference_logits():
+    """The MoE of a whole model through the GPU kernel (interpret mode: both biases in its epilogue) against the
+    reference path (biases in jnp)."""
+    import gptoss_jax
+
+    cfg = gptoss_jax.get_config("tiny")
+    params = gptoss_jax.random_model(cfg, seed=5, dtype="float32").params
+    tokens = (np.arange(12, dtype=np.int32).reshape(2, 6) * 37) % cfg.vocab_size
+    want = np.asarray(gptoss_jax.GptOss(cfg, params, dtype="float32")(tokens))
+    kernel = kernels.Kernels(moe="pallas_gpu_interpret", attention="xla")
+    got = np.asarray(gptoss_jax.GptOss(cfg, params, dtype="float32", kernels=kernel)(tokens))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())

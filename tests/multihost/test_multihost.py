@@ -129,7 +129,8 @@ def test_logits_and_greedy_tokens_equal_single_process(job, reference):
 
 def _expected_bytes(cfg, layout: str, owners: np.ndarray) -> dict[int, dict[str, int]]:
     """Bytes each process must read, per checkpoint tensor: for every param the tensor holds, the distinct boxes its
-    sharding gives the devices of that process (each read once), at the stored dtype."""
+    sharding gives the devices of that process (each read once; of the fused qkv, the part of the box that the
+    tensor's rows fill), at the stored dtype."""
     devices = np.array(jax.devices()[:owners.size]).reshape(owners.shape)
     mesh = Mesh(devices, sharding.MESH_AXES)
     owner = {d: int(p) for d, p in zip(devices.flat, owners.flat)}
@@ -144,7 +145,10 @@ def _expected_bytes(cfg, layout: str, owners: np.ndarray) -> dict[int, dict[str,
             for d, index in index_map.items():
                 boxes.setdefault(owner[d], set()).add(tuple(s.indices(n)[:2] for s, n in zip(index, spec.shape)))
             for p, bs in boxes.items():
-                n = sum(math.prod(b - a for a, b in box) for box in bs) * item
+                if part.axis1 is not None:      # the rows of this part fill only a slice of the fused qkv's axis 1
+                    lo, hi = part.axis1
+                    bs = {(box[0], (max(box[1][0], lo), min(box[1][1], hi)), *box[2:]) for box in bs}
+                n = sum(math.prod(max(b - a, 0) for a, b in box) for box in bs) * item
                 out[p][entry.name] = out[p].get(entry.name, 0) + n
     return out
 

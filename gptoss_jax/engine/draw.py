@@ -146,14 +146,15 @@ def _first_accepted(t, kept):
 
 
 def draw(y: jax.Array, top_k: jax.Array, top_p: jax.Array, min_p: jax.Array, keys: jax.Array,
-         row_max: jax.Array | None = None) -> jax.Array:
+         row_max: jax.Array | None = None, active: jax.Array | None = None) -> jax.Array:
     """One token a row from softmax(y [N, V]) filtered by top_k [N] (0: off), top_p [N], min_p [N] (0: off);
-    keys [N] typed PRNG keys (the row's noise for this token); row_max [N]: max(y) when the caller knows it.
+    keys [N] typed PRNG keys (the row's noise for this token); row_max [N]: max(y) when the caller knows it;
+    active [N] (optional): the rows to draw for (the others get token 0 and never make a route run).
     Returns int32 [N]."""
-    return draw_with_route(y, top_k, top_p, min_p, keys, row_max)[0]
+    return draw_with_route(y, top_k, top_p, min_p, keys, row_max, active)[0]
 
 
-def draw_with_route(y, top_k, top_p, min_p, keys, row_max=None):
+def draw_with_route(y, top_k, top_p, min_p, keys, row_max=None, active=None):
     """draw(), and the route each row took [N] int32: 0 candidates, 1 proposals, 2 threshold (tests)."""
     n, v = y.shape
     c = min(CANDIDATES, v)
@@ -167,7 +168,7 @@ def draw_with_route(y, top_k, top_p, min_p, keys, row_max=None):
     k_known = (k <= c) | (k >= v)                      # P(top k) from the candidates, or 1 (top_k off)
     mid_k = ~k_known                                   # top_k beyond the candidates: kept() counts
     k_c, k_prop, k_thr = (jax.vmap(lambda key, i=i: jax.random.fold_in(key, i))(keys) for i in range(3))
-    finite = jnp.isfinite(top)
+    finite = jnp.isfinite(top) if active is None else jnp.isfinite(top) & active     # rows with a draw to make
     # a kept set can fit in c candidates only if top_k <= c, or the c most likely tokens can reach top_p (each has
     # probability <= 1 / z), or min_p filters; other rows skip the top-k pass (a flat distribution never needs it)
     maybe_small = finite & ((k <= c) | (c == v) | (use_p & (c >= top_p * z)) | (min_p > 0))
@@ -191,7 +192,7 @@ def draw_with_route(y, top_k, top_p, min_p, keys, row_max=None):
 
     no_candidates = lambda _: (jnp.zeros((n,), jnp.int32), jnp.zeros((n,), bool), jnp.ones((n,), jnp.float32))
     tok, small, pk = lax.cond(jnp.any(maybe_small), candidates, no_candidates, None)
-    small = small | ~finite                            # nothing to draw: the caller reports the row
+    small = small | ~finite                            # nothing to draw (the caller reports the row) or not asked
 
     def kept(t, pk):
         """kept(t) for one threshold a row, t [N]."""

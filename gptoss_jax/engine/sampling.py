@@ -107,8 +107,12 @@ def log_normalizer(x: jax.Array, top: jax.Array) -> jax.Array:
     return safe + jnp.log(jnp.sum(jnp.exp(x - safe[:, None]), axis=-1))
 
 
-def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: SamplerPlan):
+def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: SamplerPlan,
+           want: jax.Array | None = None):
     """logits [N, V] f32 -> (tokens [N] i32, logprob [N], top ids [N, K], top logprobs [N, K], status [N] i32).
+
+    want [N] (optional): the rows whose token is taken; only those make the step draw (a finished or idle slot
+    whose request sampled, or a padding row, never costs the others the stochastic pass).
 
     K = plan.num_top; logprob is 0 unless plan.logprobs or plan.num_top. status is OK, or NOTHING_ALLOWED (a
     constraint or logit bias left nothing) or NOT_FINITE (NaN / +inf logits): that request fails alone.
@@ -118,10 +122,13 @@ def sample(logits: jax.Array, rows: SlotState, allowed: jax.Array | None, plan: 
         top, greedy = draw_lib.block_max_argmax(x)
         ok = jnp.isfinite(top)
         hot = rows.temperature > 0
+        if want is not None:
+            hot = hot & want
 
         def stochastic(x):
             t = jnp.where(hot, rows.temperature, 1.0)
-            return draw_lib.draw(x / t[:, None], rows.top_k, rows.top_p, rows.min_p, row_keys(rows), top / t)
+            return draw_lib.draw(x / t[:, None], rows.top_k, rows.top_p, rows.min_p, row_keys(rows), top / t,
+                                 active=hot)
 
         drawn = lax.cond(jnp.any(hot & ok), stochastic, lambda x: greedy, x)
         tok = jnp.where(hot, drawn, greedy)

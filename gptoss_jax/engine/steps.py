@@ -115,7 +115,7 @@ class Steps:
         length = jnp.where(final, positions[b_idx, last_idx] + 1, r.length)
         r = dataclasses.replace(r, seen=seen, length=length)
         allowed = None if words is None else sampling.unpack_bitmask(words, v)
-        tok, lp, top_id, top_lp, status = sampling.sample(logits, r, allowed, plan)
+        tok, lp, top_id, top_lp, status = sampling.sample(logits, r, allowed, plan, want=final)
         r = sampling.record(r, tok, final, status == sampling.OK, self.max_len)
         cache, state = self._pin(cache, state.put_rows(rows, r))
         bits = lambda a: jax.lax.bitcast_convert_type(a.astype(jnp.float32), jnp.int32)
@@ -137,7 +137,7 @@ class Steps:
             pos = jnp.where(run, st.length, -1)[:, None]
             logits, cache = self._forward(params, st.last_tok[:, None], pos, cache, kv_len=kv_len,
                                           logits_index=jnp.zeros((b,), jnp.int32))
-            tok, lp, top_id, top_lp, status = sampling.sample(logits, st, allowed, plan)
+            tok, lp, top_id, top_lp, status = sampling.sample(logits, st, allowed, plan, want=run)
             st = sampling.record(st, tok, run, status == sampling.OK, self.max_len)
             return cache, st, run & st.active, self._pack(tok, lp, top_id, top_lp, status, run)
 

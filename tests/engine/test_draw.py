@@ -151,3 +151,15 @@ def test_top_logprobs_are_computed_only_as_asked():
     np.testing.assert_allclose(np.asarray(lp), ref[np.arange(4), np.asarray(tok)], rtol=1e-5, atol=1e-5)
     assert _sample(logits, r, None, sampling.SamplerPlan())[2].shape == (4, 0)
     assert [sampling.top_bucket(n, 20) for n in (0, 1, 3, 5, 16, 17, 20)] == [0, 1, 4, 8, 16, 20, 20]
+
+
+def test_rows_not_asked_to_draw_never_make_a_route_run():
+    """A row outside `active` (a finished slot whose request sampled, a padding row) is left out of every route: a
+    row that would need the threshold route alone no longer makes it run, and the active rows' tokens are the same."""
+    y = jnp.asarray(np.stack([_logits("peaked"), _logits("flat")]))
+    top_k, top_p, min_p = jnp.array([1, 30]), jnp.array([1.0, 0.5], jnp.float32), jnp.zeros((2,), jnp.float32)
+    keys = _keys(2, seed=3)
+    tok_all, route_all = _draw(y, top_k, top_p, min_p, keys)
+    assert route_all.tolist() == [0, 2]              # the flat row with top_k 30 + top_p goes to the threshold
+    tok, route = _draw(y, top_k, top_p, min_p, keys, None, jnp.array([True, False]))
+    assert route.tolist() == [0, 0] and int(tok[0]) == int(tok_all[0])
